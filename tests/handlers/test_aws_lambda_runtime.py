@@ -266,3 +266,46 @@ def test_a_model_that_cannot_load_is_an_init_error(tmp_path: Path) -> None:
         error_type, error = fn.api.init_errors[0]
         assert "ModelLoadError" in (error_type or "") + error["errorType"]
         assert str(missing) in error["errorMessage"]
+
+
+def test_model_from_s3_is_downloaded_to_tmp_once_at_cold_start(tmp_path: Path) -> None:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from core.sources.resolve import bundled_model_path
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        s3.create_bucket(Bucket="nimbus-models")
+        s3.upload_file(str(bundled_model_path()), "nimbus-models", "smollm2/model.gguf")
+        cache = tmp_path / "models"
+        with lambda_function(
+            tmp_path,
+            NIMBUS_MODEL="s3://nimbus-models/smollm2/model.gguf",
+            NIMBUS_SOURCE__CACHE_DIR=str(cache),
+            AWS_ENDPOINT_URL_S3=endpoint,
+        ) as fn:
+            for _ in range(2):
+                inv = fn.api.invoke(
+                    ev.function_url("POST", "/api/generate", {"prompt": "Hi", "maxTokens": 3})
+                )
+                assert inv.response["statusCode"] == 200, inv.response
+            loaded = fn.logs("model loaded")
+            assert len(loaded) == 1
+            assert loaded[0]["model_source"] == "s3://nimbus-models/smollm2/model.gguf"
+            assert Path(loaded[0]["model_path"]).parent == cache
+            assert loaded[0]["model"].endswith("model")
+        files = list(cache.iterdir())
+        assert len(files) == 1 and files[0].stat().st_size == bundled_model_path().stat().st_size
+    finally:
+        server.stop()
