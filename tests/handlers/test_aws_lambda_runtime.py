@@ -309,3 +309,31 @@ def test_model_from_s3_is_downloaded_to_tmp_once_at_cold_start(tmp_path: Path) -
         assert len(files) == 1 and files[0].stat().st_size == bundled_model_path().stat().st_size
     finally:
         server.stop()
+
+
+def test_tracing_sends_xray_segments_when_enabled(tmp_path: Path) -> None:
+    import socket
+
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(60)
+    port = daemon.getsockname()[1]
+    try:
+        with lambda_function(
+            tmp_path,
+            NIMBUS_AWS_LAMBDA__TRACING="true",
+            AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{port}",
+        ) as fn:
+            inv = fn.api.invoke(
+                ev.function_url("POST", "/api/generate", {"prompt": "Hi", "maxTokens": 2})
+            )
+            assert inv.response["statusCode"] == 200
+            packet = daemon.recv(65536).decode()
+        header, _, document = packet.partition("\n")
+        assert json.loads(header)["format"] == "json"
+        segment = json.loads(document)
+        assert segment["trace_id"] == "1-5bef4de7-ad49b0e87f6ef6c87fc2e700"  # from the invoke
+        assert segment["name"] == "## _handle"
+        assert segment["annotations"]["ColdStart"] is True
+    finally:
+        daemon.close()
