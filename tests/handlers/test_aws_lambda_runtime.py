@@ -304,7 +304,7 @@ def test_model_from_s3_is_downloaded_to_tmp_once_at_cold_start(tmp_path: Path) -
             assert len(loaded) == 1
             assert loaded[0]["model_source"] == "s3://nimbus-models/smollm2/model.gguf"
             assert Path(loaded[0]["model_path"]).parent == cache
-            assert loaded[0]["model"].endswith("model")
+            assert loaded[0]["model"] == "model"  # from the key, not the cache file name
         files = list(cache.iterdir())
         assert len(files) == 1 and files[0].stat().st_size == bundled_model_path().stat().st_size
     finally:
