@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, default=TARGET, help="file to write")
     args = parser.parse_args(argv)
-    limits = load_settings().limits if args.from_env else LimitSettings()
+    limits = load_settings().limits if args.from_env else LimitSettings.model_validate({})
     text = render(limits)
     if args.check:
         current = args.output.read_text() if args.output.exists() else ""
