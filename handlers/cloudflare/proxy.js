@@ -1,5 +1,5 @@
 // Forwarding to the inference origins: header hygiene, SigV4, per-origin timeout and failover.
-import { EdgeError } from "./errors.js";
+import { EdgeError, errorBody } from "./errors.js";
 import { lambdaUrlRegion, sign } from "./sigv4.js";
 
 // Hop-by-hop headers (RFC 9110 7.6.1) and the ones fetch sets from the body and URL itself.
@@ -155,10 +155,55 @@ export async function forward(request, body, config) {
   throw new EdgeError("origin_unavailable", `no inference origin answered (${failures.join("; ")})`);
 }
 
+const encoder = new TextEncoder();
+
+/**
+ * Copies an SSE body chunk by chunk, as each arrives. If the origin breaks off mid-stream, the
+ * client gets a final error event in core's shape (as core's own streams do on a failure) instead
+ * of a stream that just stops: workerd would otherwise end the response as if it were complete.
+ */
+function relayEvents(body) {
+  const { readable, writable } = new TransformStream();
+  const writer = writable.getWriter();
+  const reader = body.getReader();
+  const interrupted = async (error, atBoundary) => {
+    const event = errorBody(
+      new EdgeError("origin_interrupted", `the origin's stream broke off: ${reason(error)}`),
+    );
+    // End a half-sent event first, so the error arrives as an event of its own.
+    const text = `${atBoundary ? "" : "\n\n"}data: ${JSON.stringify(event)}\n\n`;
+    await writer.write(encoder.encode(text));
+  };
+  (async () => {
+    let last = [10, 10]; // the last two bytes sent; "\n\n" is an event boundary
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        await interrupted(error, last[0] === 10 && last[1] === 10);
+        break;
+      }
+      if (chunk.done) break;
+      const bytes = chunk.value;
+      if (bytes.byteLength >= 2) last = [bytes.at(-2), bytes.at(-1)];
+      else if (bytes.byteLength === 1) last = [last[1], bytes[0]];
+      await writer.write(bytes);
+    }
+    await writer.close();
+  })().catch(async (error) => {
+    // The client went away: stop reading, so the origin sees the disconnect and stops generating.
+    await reader.cancel(error).catch(() => {});
+  });
+  return readable;
+}
+
 function relay(response, index, failures) {
   if (failures.length) console.warn(`failover: ${failures.join("; ")}`);
-  // response.body is the origin's stream itself: bytes reach the client as they arrive.
-  return new Response(response.body, {
+  const sse = (response.headers.get("content-type") ?? "").startsWith("text/event-stream");
+  // Otherwise response.body is the origin's stream itself, piped natively as bytes arrive.
+  const body = sse && response.body ? relayEvents(response.body) : response.body;
+  return new Response(body, {
     status: response.status,
     statusText: response.statusText,
     headers: clientResponseHeaders(response, index),
