@@ -19,7 +19,7 @@ from botocore.credentials import Credentials
 from tests.handlers.cloudflare.conftest import AWS, EDGE_KEYS, ORIGIN_KEY, WORKER_DIR, Edge
 
 RUNNER = """
-import { sign, lambdaUrlRegion } from "%s";
+import { sign, lambdaUrlRegion } from "SIGV4_URL";
 const cases = JSON.parse(process.argv[1]);
 const out = [];
 for (const c of cases) {
@@ -28,7 +28,7 @@ for (const c of cases) {
 }
 out.push(["abc.lambda-url.eu-west-1.on.aws", "example.com"].map(lambdaUrlRegion));
 console.log(JSON.stringify(out));
-""" % (WORKER_DIR / "sigv4.js").as_uri()
+""".replace("SIGV4_URL", (WORKER_DIR / "sigv4.js").as_uri())
 
 
 def sign_in_js(cases: list[dict[str, Any]]) -> list[Any]:
