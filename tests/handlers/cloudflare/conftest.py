@@ -9,6 +9,7 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 import time
 import tomllib
 from collections.abc import Iterator
@@ -68,20 +69,12 @@ def wrangler_config() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def worker_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`wrangler deploy --dry-run`: the exact script a deploy would upload."""
+    """`deploy.sh --dry-run` (wrangler deploy --dry-run): the exact script a deploy uploads."""
+    wrangler_bin()
     out = tmp_path_factory.mktemp("edge-bundle")
     proc = subprocess.run(
-        [
-            str(wrangler_bin()),
-            "deploy",
-            "--dry-run",
-            "--outdir",
-            str(out),
-            "--config",
-            str(WORKER_DIR / "wrangler.toml"),
-        ],
-        cwd=DEPLOY_DIR,
-        env=node_env(out / "config"),
+        ["bash", str(DEPLOY_DIR / "deploy.sh"), "--dry-run", str(out)],
+        env={**node_env(out / "config"), "PYTHON": sys.executable},
         capture_output=True,
         text=True,
         timeout=300,
