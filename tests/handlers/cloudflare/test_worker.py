@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -87,7 +88,7 @@ def test_stream_is_passed_through_while_the_origin_is_still_generating(edge: Edg
     with httpx.stream(
         "POST",
         edge.urls["direct"] + "/v1/completions",
-        json={"prompt": "1, 2, 3, 4, 5, 6,", "max_tokens": 48, "temperature": 0, "stream": True},
+        json={"prompt": "1, 2, 3, 4, 5, 6,", "max_tokens": 24, "temperature": 0, "stream": True},
         headers=AUTH,
         timeout=120,
     ) as r:
@@ -218,3 +219,25 @@ def test_health_reports_the_edge_and_the_origin(edge: Edge) -> None:
     (origin,) = body["origins"]
     assert origin["ok"] and origin["status"] == 200 and origin["health"]["status"] == "ready"
     assert "127.0.0.1" not in r.text, "the health answer must not reveal origin addresses"
+
+
+def test_client_disconnect_reaches_the_origin(edge: Edge) -> None:
+    """A client that hangs up mid-stream frees the origin's engine: the edge does not keep
+    reading (and paying for) a generation nobody receives."""
+    engine = edge.origins.live.engine
+    with httpx.stream(
+        "POST",
+        edge.urls["direct"] + "/v1/completions",
+        json={"prompt": "1, 2, 3, 4, 5, 6,", "max_tokens": 2000, "temperature": 0, "stream": True},
+        headers=AUTH,
+        timeout=120,
+    ) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                break
+        assert engine.stats().active == 1
+    # 2000 tokens take minutes here; the cancelled run stops at its next token.
+    deadline = time.monotonic() + 60
+    while engine.stats().active and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert engine.stats().active == 0, "the origin kept generating after the client left"
