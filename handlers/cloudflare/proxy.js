@@ -112,15 +112,14 @@ export async function callOrigin(origin, { method, path, headers, body }, config
   }
 }
 
-function reason(error) {
-  if (error instanceof EdgeError) throw error;
+function describe(error) {
   return error?.message ? String(error.message) : String(error);
 }
 
 /**
  * Tries the origins in order. An origin that is down, times out or answers 5xx is skipped, which
  * is safe because nothing has been sent to the client yet; once a response is returned its body
- * is piped through untouched, so a stream that has started is never retried. When every origin
+ * is relayed as it arrives and never replayed, so a stream that has started is never retried. When every origin
  * fails, the last 5xx answer is passed on (it may carry Retry-After), else a 502.
  */
 export async function forward(request, body, config) {
@@ -138,7 +137,8 @@ export async function forward(request, body, config) {
     try {
       response = await callOrigin(origin, call, config, config.timeoutMs);
     } catch (error) {
-      failures.push(`origin ${index}: ${reason(error)}`);
+      if (error instanceof EdgeError) throw error; // misconfiguration, not an origin failure
+      failures.push(`origin ${index}: ${describe(error)}`);
       continue;
     }
     const last = index === config.origins.length - 1;
@@ -168,7 +168,7 @@ function relayEvents(body) {
   const reader = body.getReader();
   const interrupted = async (error, atBoundary) => {
     const event = errorBody(
-      new EdgeError("origin_interrupted", `the origin's stream broke off: ${reason(error)}`),
+      new EdgeError("origin_interrupted", `the origin's stream broke off: ${describe(error)}`),
     );
     // End a half-sent event first, so the error arrives as an event of its own.
     const text = `${atBoundary ? "" : "\n\n"}data: ${JSON.stringify(event)}\n\n`;

@@ -152,8 +152,8 @@ def edge(
         "slow": {
             **base,
             "INFERENCE_ORIGIN": f"{origins.silent.url},{origins.capture.url}",
-            "ORIGIN_TIMEOUT_MS": "1000",
-            "HEALTH_TIMEOUT_MS": "1000",
+            "ORIGIN_TIMEOUT_MS": "3000",
+            "HEALTH_TIMEOUT_MS": "3000",
         },
         "capture": {
             **base,
@@ -161,6 +161,11 @@ def edge(
             "INFERENCE_ORIGIN": origins.capture.url,
             "SIGV4": "always",
             "ORIGIN_API_KEY": ORIGIN_KEY,
+        },
+        "sigv4-without-credentials": {
+            **base,
+            "INFERENCE_ORIGIN": origins.capture.url,
+            "SIGV4": "always",
         },
         "dead": {**base, "INFERENCE_ORIGIN": f"{origins.broken},{origins.down}"},
         "unreachable": {**base, "INFERENCE_ORIGIN": f"{origins.down},{origins.garbage.url}"},

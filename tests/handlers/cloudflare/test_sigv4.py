@@ -172,3 +172,15 @@ def test_worker_signs_origin_requests_in_workerd(edge: Edge) -> None:
         AWS["AWS_SESSION_TOKEN"],
     )
     assert auth == expected
+
+
+@pytest.mark.integration
+def test_signing_without_credentials_fails_closed(edge: Edge) -> None:
+    r = httpx.post(
+        edge.urls["sigv4-without-credentials"] + "/api/generate",
+        json={"prompt": "hi"},
+        headers={"authorization": f"Bearer {EDGE_KEYS[0]}", "x-test-id": "unsigned"},
+        timeout=30,
+    )
+    assert r.status_code == 500 and r.json()["error"]["code"] == "edge_misconfigured"
+    assert not edge.origins.capture.requests_with("x-test-id", "unsigned"), "sent unsigned"
