@@ -314,6 +314,9 @@ class SecuritySettings(BaseModel):
     prompt: PromptSettings = Field(default_factory=PromptSettings)  # type: ignore[arg-type]
     output: OutputSettings = Field(default_factory=OutputSettings)  # type: ignore[arg-type]
     cors: CorsSettings = Field(default_factory=CorsSettings)  # type: ignore[arg-type]
+    max_json_depth: int = Field(
+        64, ge=4, le=10000, description="Deepest JSON nesting accepted in a request body (400)."
+    )
 
 
 class Settings(BaseSettings):

@@ -7,8 +7,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.middleware import Middleware
 
 from core.api.body_limit import ASGIApp, Message, Receive, Scope, Send
+from core.security.body_checks import JSONBodyCheckMiddleware
 from core.security.guard import RESPONSE_HEADERS_KEY, Security
 from core.settings import CorsSettings, Settings
 
@@ -69,6 +71,11 @@ def install_security(app: FastAPI, settings: Settings) -> None:
     every answer, 401/413/429 included, carries CORS headers)."""
     app.state.security = Security(settings)
     app.add_middleware(ResponseHeadersMiddleware)
+    # Innermost (appended, where add_middleware prepends): it runs inside BodyLimitMiddleware,
+    # so the body it buffers has already been bounded.
+    app.user_middleware.append(
+        Middleware(JSONBodyCheckMiddleware, max_depth=settings.security.max_json_depth)
+    )
     options = cors_options(settings.security.cors)
     if options is not None:
         app.add_middleware(CORSMiddleware, **options)
