@@ -339,7 +339,7 @@ class Settings(BaseSettings):
     source: ModelSourceSettings = Field(default_factory=ModelSourceSettings)  # type: ignore[arg-type]
     limits: LimitSettings = Field(default_factory=LimitSettings)  # type: ignore[arg-type]
     server: ServerSettings = Field(default_factory=ServerSettings)  # type: ignore[arg-type]
-    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)  # type: ignore[arg-type]
 
 
 def load_settings(**overrides: Any) -> Settings:
