@@ -10,8 +10,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware import Middleware
 
 from core.api.body_limit import ASGIApp, Message, Receive, Scope, Send
-from core.security.body_checks import JSONBodyCheckMiddleware
 from core.security.guard import RESPONSE_HEADERS_KEY, Security
+from core.security.request_checks import RequestCheckMiddleware
 from core.settings import CorsSettings, Settings
 
 
@@ -74,7 +74,7 @@ def install_security(app: FastAPI, settings: Settings) -> None:
     # Innermost (appended, where add_middleware prepends): it runs inside BodyLimitMiddleware,
     # so the body it buffers has already been bounded.
     app.user_middleware.append(
-        Middleware(JSONBodyCheckMiddleware, max_depth=settings.security.max_json_depth)
+        Middleware(RequestCheckMiddleware, max_depth=settings.security.max_json_depth)
     )
     options = cors_options(settings.security.cors)
     if options is not None:

@@ -1,9 +1,11 @@
-"""Checks on a JSON request body before anything parses it: valid UTF-8 and bounded nesting
-(deep nesting would otherwise reach Python's recursion limit inside the JSON parser)."""
+"""Checks before anything parses a request: header values without control characters, and a
+JSON body that is valid UTF-8 with bounded nesting (deep nesting would otherwise reach
+Python's recursion limit inside the JSON parser)."""
 
 from __future__ import annotations
 
 import json
+import re
 
 from core.api.body_limit import ASGIApp, Message, Receive, Scope, Send
 from core.api.errors import error_body
@@ -36,12 +38,29 @@ def json_depth_exceeds(body: bytes, max_depth: int) -> bool:
     return False
 
 
-class JSONBodyCheckMiddleware:
+# RFC 9110 field values: no control characters except horizontal tab. The HTTP server already
+# refuses NUL, CR and LF; other controls (ESC, BEL, ...) would reach the app and its logs.
+_HEADER_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def bad_header(scope: Scope) -> str | None:
+    """The name of the first header whose value holds a control character, else None."""
+    for name, value in scope.get("headers", ()):
+        if _HEADER_CONTROL.search(value):
+            return bytes(name).decode("latin-1", "replace")
+    return None
+
+
+class RequestCheckMiddleware:
     def __init__(self, app: ASGIApp, max_depth: int) -> None:
         self.app = app
         self.max_depth = max_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (name := bad_header(scope)) is not None:
+            safe = "".join(ch if ch.isalnum() or ch in "-_" else "?" for ch in name[:64])
+            await _reject(send, InvalidRequestError(f"header '{safe}' contains control characters"))
+            return
         if scope["type"] != "http" or not _is_json(scope):
             await self.app(scope, receive, send)
             return
