@@ -126,8 +126,8 @@ class AuthSettings(BaseModel):
     mode: Literal["auto", "on", "off"] = Field(
         "auto",
         description="'on' requires a key on the API routes (not /api/health, /docs); "
-        "'auto' = off when server.host is a loopback address (`nimbus serve`), on otherwise; platform adapters "
-        "turn 'auto' into 'on' with core.security.adapter_defaults().",
+        "'auto' = off when server.host is a loopback address (`nimbus serve`), on otherwise; "
+        "platform adapters turn 'auto' into 'on' with core.security.adapter_defaults().",
     )
     keys: SecretStr | None = Field(
         None,
