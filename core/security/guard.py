@@ -127,9 +127,10 @@ class RequestSecurity:
         return self.security.prompt.check(text, param, self.report)
 
     def filter(self, text: str) -> str:
+        """Redact a whole response text; the count goes out in X-Nimbus-Redactions."""
         filtered, count = self.security.output.filter(text)
         self.redactions += count
-        self._publish()
+        self._headers[REDACTIONS_HEADER] = str(self.redactions)
         return filtered
 
     async def stream_text(self, stream: GenerationStream) -> AsyncIterator[str]:
@@ -163,9 +164,9 @@ class RequestSecurity:
 
     def finish_prompt(self) -> None:
         """Log prompt warnings and publish them as a response header."""
-        if self.report.warnings:
+        if self.warnings:
             log.warning("prompt warnings for %s: %s", self.client, "; ".join(self.warnings))
-        self._publish()
+            self._headers[WARNINGS_HEADER] = header_safe("; ".join(self.warnings))
 
     def body_fields(self) -> dict[str, Any]:
         """Extra response fields, present only when there is something to report."""
@@ -175,11 +176,6 @@ class RequestSecurity:
         if self.redactions:
             info["redactions"] = self.redactions
         return info
-
-    def _publish(self) -> None:
-        if self.warnings:
-            self._headers[WARNINGS_HEADER] = header_safe("; ".join(self.warnings))
-        self._headers[REDACTIONS_HEADER] = str(self.redactions)
 
 
 def header_safe(value: str) -> str:
