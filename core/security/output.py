@@ -10,7 +10,7 @@ small lookaround margin). So the streamed result equals the filter applied to th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import regex
@@ -184,8 +184,3 @@ class StreamRedactor:
                 yield safe
         if rest := self.flush():
             yield rest
-
-
-def filter_all(owner: OutputFilter, texts: Sequence[str]) -> tuple[list[str], int]:
-    results = [owner.filter(t) for t in texts]
-    return [r[0] for r in results], sum(r[1] for r in results)
