@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 from core.engine.stream import GenerationStream
 from core.errors import AuthenticationError, RateLimitedError
@@ -184,7 +185,14 @@ def header_safe(value: str) -> str:
     return cleaned[:_MAX_HEADER_CHARS]
 
 
-async def request_security(request: Request) -> RequestSecurity:
+# Declared for the OpenAPI schema (/docs "Authorize"); the headers are read by presented_key.
+_BEARER = Depends(HTTPBearer(auto_error=False, description="API key as a bearer token"))
+_API_KEY = Depends(APIKeyHeader(name="x-api-key", auto_error=False, description="API key"))
+
+
+async def request_security(
+    request: Request, _bearer: object = _BEARER, _api_key: object = _API_KEY
+) -> RequestSecurity:
     """FastAPI dependency: 401 without a valid key, 429 over the limit (with Retry-After)."""
     security = cast(Security, request.app.state.security)
     client = await security.identify(request)

@@ -270,3 +270,14 @@ async def test_bad_bodies_get_clear_errors_and_the_app_keeps_serving(
         if code:
             assert r.json()["error"]["code"] == code
         assert (await c.post("/api/generate", json={"prompt": "still here"})).status_code == 200
+
+
+async def test_openapi_declares_both_key_headers() -> None:
+    c, _ = client()
+    async with c:
+        schema = (await c.get("/openapi.json")).json()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+    assert schemes["APIKeyHeader"]["name"] == "x-api-key"
+    assert "security" in schema["paths"]["/v1/chat/completions"]["post"]
+    assert "security" not in schema["paths"]["/api/health"]["get"]
