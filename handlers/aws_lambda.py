@@ -11,6 +11,8 @@ loaded, and the app is built. Warm invocations reuse all of it.
 
 Both honour the invocation deadline: generation ends ``deadline_margin_ms`` before Lambda's
 timeout, with finish_reason "length", instead of the function being killed mid-response.
+API keys are required by default (core.security.adapter_defaults), read from
+NIMBUS_SECURITY__AUTH__KEYS or a Secrets Manager secret; rate limits can live in DynamoDB.
 Logs are JSON (Powertools Logger, the API request id as correlation id, no prompt text unless
 ``NIMBUS_AWS_LAMBDA__LOG_PROMPTS``); metrics go to CloudWatch as EMF lines on stdout.
 """
@@ -32,6 +34,7 @@ from core.api.deps import DEADLINE_SCOPE_KEY
 from core.app import create_app
 from core.engine.llama import LlamaEngine
 from core.engine.types import Completion
+from core.security import adapter_defaults
 from core.settings import Settings, load_settings
 
 Scope = MutableMapping[str, Any]
@@ -165,7 +168,9 @@ def build_engine(settings: Settings) -> LlamaEngine:
 
 
 # -- once per execution environment (Lambda init) --------------------------------------------
-settings = load_settings()
+# API keys are on unless the operator sets NIMBUS_SECURITY__AUTH__MODE=off: a function URL is
+# reachable from the internet (AuthType NONE) or from anyone the account lets invoke it.
+settings = adapter_defaults(load_settings())
 engine = build_engine(settings)
 record = InvocationRecord()
 app = LambdaDeadline(

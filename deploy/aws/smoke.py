@@ -64,7 +64,11 @@ class Client:
         body = json.dumps(payload).encode() if payload is not None else None
         headers = {"content-type": "application/json"} if body is not None else {}
         if self.api_key:
-            headers["authorization"] = f"Bearer {self.api_key}"
+            # SigV4 owns the Authorization header; the API key then travels as x-api-key.
+            if self.iam:
+                headers["x-api-key"] = self.api_key
+            else:
+                headers["authorization"] = f"Bearer {self.api_key}"
         if self.iam:
             headers = sigv4_headers(method, url, body, headers, self.region)
         req = urllib.request.Request(url, data=body, headers=headers, method=method)
@@ -122,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("url", help="the function URL (stack output FunctionUrl)")
     parser.add_argument("--iam", action="store_true", help="sign with SigV4 (AuthType AWS_IAM)")
     parser.add_argument("--region", help="region for signing (default: from the URL)")
-    parser.add_argument("--api-key", help="API key sent as 'Authorization: Bearer'")
+    parser.add_argument(
+        "--api-key", help="API key ('Authorization: Bearer', or x-api-key together with --iam)"
+    )
     parser.add_argument("--stream", action="store_true", help="stream the chat completion")
     parser.add_argument("--timeout", type=float, default=180, help="seconds per request")
     args = parser.parse_args(argv)

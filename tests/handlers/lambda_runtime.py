@@ -194,7 +194,10 @@ class LambdaProcess:
         return [entry for entry in self.json_lines() if "_aws" in entry]
 
 
-def lambda_env(tmp: Path, **extra: str) -> dict[str, str]:
+def lambda_env(tmp: Path, *, keys_required: bool = False, **extra: str) -> dict[str, str]:
+    """The environment Lambda gives the function. API keys are switched off explicitly (as an
+    operator would) for the functional tests unless ``keys_required``: then the adapter's
+    defaults apply (keys required) and the caller passes the key sources."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -213,6 +216,8 @@ def lambda_env(tmp: Path, **extra: str) -> dict[str, str]:
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
+            # Any AWS call a test did not point at moto fails fast on loopback, never leaves.
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
             "LAMBDA_TASK_ROOT": str(ROOT),
             "TMPDIR": str(tmp),
             # What our template sets.
@@ -223,13 +228,19 @@ def lambda_env(tmp: Path, **extra: str) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if not keys_required:
+        env["NIMBUS_SECURITY__AUTH__MODE"] = "off"
     env.update(extra)
     return env
 
 
 @contextmanager
 def lambda_function(
-    tmp: Path, handler: str = "handlers.aws_lambda.handler", **env: str
+    tmp: Path,
+    handler: str = "handlers.aws_lambda.handler",
+    *,
+    keys_required: bool = False,
+    **env: str,
 ) -> Iterator[LambdaProcess]:
     """Start awslambdaric on ``handler`` against a fresh Runtime API; stop both afterwards."""
     api = RuntimeAPI().start()
@@ -239,7 +250,9 @@ def lambda_function(
         proc = subprocess.Popen(
             [sys.executable, "-m", "awslambdaric", handler],
             cwd=ROOT,
-            env=lambda_env(tmp, AWS_LAMBDA_RUNTIME_API=api.address, **env),
+            env=lambda_env(
+                tmp, keys_required=keys_required, AWS_LAMBDA_RUNTIME_API=api.address, **env
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

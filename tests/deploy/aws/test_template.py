@@ -107,6 +107,10 @@ def test_function_url_image_function_and_parameters(cfn: dict[str, Any]) -> None
     env = fn["Environment"]["Variables"]
     assert env["NIMBUS_SECURITY__RATE_LIMIT__DYNAMODB_TABLE"] == {"Ref": "RateLimitTable"}
     assert env["AWS_LWA_INVOKE_MODE"] == {"Fn::If": ["IsStreaming", "response_stream", "buffered"]}
+    assert env["NIMBUS_SECURITY__AUTH__MODE"] == {
+        "Fn::If": ["HasApiKeysSecret", "on", {"Fn::If": ["IsPublic", "on", "off"]}]
+    }
+    assert env["NIMBUS_SECURITY__RATE_LIMIT__BACKEND"] == "dynamodb"
     assert cfn["Outputs"]["FunctionUrl"]["Value"] == {
         "Fn::GetAtt": ["NimbusFunctionUrl", "FunctionUrl"]
     }
