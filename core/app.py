@@ -11,13 +11,17 @@ from core import __version__
 from core.api import native, openai_routes
 from core.api.body_limit import BodyLimitMiddleware
 from core.api.errors import install_error_handlers
-from core.api.service import GenerationService
+from core.api.service import CompletionObserver, GenerationService
 from core.engine.base import Engine
 from core.security import install_security
 from core.settings import Settings
 
 
-def create_app(settings: Settings, engine: Engine) -> FastAPI:
+def create_app(
+    settings: Settings, engine: Engine, *, observer: CompletionObserver | None = None
+) -> FastAPI:
+    """``observer`` (optional) is called with every finished Completion (adapters' metrics)."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -30,7 +34,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.service = GenerationService(engine, settings.limits)
+    app.state.service = GenerationService(engine, settings.limits, observer=observer)
     install_error_handlers(app)
     app.include_router(native.router)
     app.include_router(openai_routes.router)

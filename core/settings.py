@@ -99,6 +99,26 @@ class ServerSettings(BaseModel):
     )
 
 
+class AwsLambdaSettings(BaseModel):
+    """The AWS Lambda adapter (handlers/aws_lambda.py); ignored everywhere else."""
+
+    deadline_margin_ms: int = Field(
+        2000,
+        ge=0,
+        le=900_000,
+        description="Generation ends this long before the Lambda timeout (finish_reason 'length'), "
+        "leaving time to send the response.",
+    )
+    log_prompts: bool = Field(
+        False,
+        description="Log request bodies and generated text (off: only sizes, counts and timings).",
+    )
+    tracing: bool = Field(
+        False,
+        description="X-Ray tracing with Powertools Tracer (the function needs Tracing: Active).",
+    )
+
+
 # --- security (core/security): one group, one sub-model per control ----------------------------
 
 _DEFAULT_INJECTION_PATTERNS = [
@@ -340,6 +360,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)  # type: ignore[arg-type]
     server: ServerSettings = Field(default_factory=ServerSettings)  # type: ignore[arg-type]
     security: SecuritySettings = Field(default_factory=SecuritySettings)  # type: ignore[arg-type]
+    aws_lambda: AwsLambdaSettings = Field(default_factory=AwsLambdaSettings)  # type: ignore[arg-type]
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -16,7 +16,7 @@ from core.api.schemas import (
 )
 from core.engine.base import Engine
 from core.engine.grammar import grammar_for
-from core.engine.stream import GenerationStream
+from core.engine.stream import DoneCallback, GenerationStream
 from core.engine.types import (
     ChatMessage,
     Completion,
@@ -27,11 +27,17 @@ from core.engine.types import (
 from core.errors import InvalidParameterError, PayloadTooLargeError
 from core.settings import LimitSettings
 
+# Sees every finished generation (streamed or not), e.g. a platform adapter's metrics.
+CompletionObserver = DoneCallback
+
 
 class GenerationService:
-    def __init__(self, engine: Engine, limits: LimitSettings) -> None:
+    def __init__(
+        self, engine: Engine, limits: LimitSettings, observer: CompletionObserver | None = None
+    ) -> None:
         self.engine = engine
         self.limits = limits
+        self.observer = observer
 
     # -- building engine requests ----------------------------------------------------------
     def _max_tokens(self, requested: int | None, param: str) -> int:
@@ -134,7 +140,10 @@ class GenerationService:
 
     # -- running ----------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> GenerationStream:
-        return self.engine.submit(request)
+        stream = self.engine.submit(request)
+        if self.observer is not None:
+            stream.add_done_callback(self.observer)
+        return stream
 
     async def complete(self, http: Request, stream: GenerationStream) -> Completion:
         """Run to the end, cancelling the generation if the client disconnects first."""

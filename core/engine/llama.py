@@ -315,5 +315,7 @@ def _alias_for(spec: str, path: Path | None = None) -> str:
 
     if spec.strip().lower() in BUNDLED_MODEL_ALIASES:
         return "smollm2-135m-instruct"
-    name = path.name if path is not None else spec.rstrip("/").rsplit("/", 1)[-1]
+    # A downloaded model's cache file carries a hash prefix; its id comes from the URI instead.
+    remote = "://" in spec
+    name = path.name if path is not None and not remote else spec.rstrip("/").rsplit("/", 1)[-1]
     return name.removesuffix(".gguf") or spec

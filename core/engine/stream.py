@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from core.engine.types import Completion
 from core.errors import EngineError, NimbusError
@@ -16,6 +17,11 @@ class _End:
 
 
 _END = _End()
+
+log = logging.getLogger("nimbus.engine")
+
+# Called with the finished Completion on the consumer's event loop (metrics, logs).
+DoneCallback = Callable[[Completion], None]
 
 
 class GenerationStream:
@@ -32,6 +38,7 @@ class GenerationStream:
         self._queue: asyncio.Queue[str | _End | BaseException] = asyncio.Queue()
         self._cancelled = threading.Event()
         self._done = False
+        self._on_done: list[DoneCallback] = []
 
     # -- producer side (any thread) -------------------------------------------------------
     @property
@@ -67,11 +74,25 @@ class GenerationStream:
     def cancel(self) -> None:
         self._cancelled.set()
 
+    def add_done_callback(self, callback: DoneCallback) -> None:
+        """Call ``callback(result)`` once the consumer has read the whole stream; it runs on the
+        event loop, never on the engine thread, and its errors are logged, not raised."""
+        self._on_done.append(callback)
+
+    def _notify_done(self) -> None:
+        assert self.result is not None
+        for callback in self._on_done:
+            try:
+                callback(self.result)
+            except Exception:
+                log.exception("completion callback failed")
+
     async def __aiter__(self) -> AsyncIterator[str]:
         while not self._done:
             item = await self._queue.get()
             if isinstance(item, _End):
                 self._done = True
+                self._notify_done()
                 return
             if isinstance(item, BaseException):
                 self._done = True

@@ -1,0 +1,273 @@
+"""AWS Lambda adapter: the shared app behind Mangum (buffered) or uvicorn (Lambda Web Adapter).
+
+Everything heavy happens once per execution environment, at import (Lambda's init phase): the
+settings are read, the model is resolved (baked into the image, or fetched from S3 into /tmp) and
+loaded, and the app is built. Warm invocations reuse all of it.
+
+- Buffered (function URL BUFFERED, API Gateway HTTP API v2 and REST v1): ``handler`` is the Lambda
+  handler (``CMD ["handlers.aws_lambda.handler"]``); Mangum turns the event into one ASGI request.
+- Streaming (function URL RESPONSE_STREAM): the Lambda Web Adapter extension forwards the request
+  to ``uvicorn handlers.aws_lambda:web_app``, which serves the same app.
+
+Both honour the invocation deadline: generation ends ``deadline_margin_ms`` before Lambda's
+timeout, with finish_reason "length", instead of the function being killed mid-response.
+API keys are required by default (core.security.adapter_defaults), read from
+NIMBUS_SECURITY__AUTH__KEYS or a Secrets Manager secret; rate limits can live in DynamoDB.
+Logs are JSON (Powertools Logger, the API request id as correlation id, no prompt text unless
+``NIMBUS_AWS_LAMBDA__LOG_PROMPTS``); metrics go to CloudWatch as EMF lines on stdout.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from mangum import Mangum
+
+from core.api.deps import DEADLINE_SCOPE_KEY
+from core.app import create_app
+from core.engine.llama import LlamaEngine
+from core.engine.types import Completion
+from core.security import adapter_defaults
+from core.settings import Settings, load_settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_INIT_STARTED = time.perf_counter()
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "nimbus")
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "nimbus")
+LOG_TEXT_LIMIT = 4096  # characters of prompt/completion text per log line when enabled
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+
+class InvocationRecord:
+    """What the current request produced; the engine's Completion arrives through the app's
+    observer hook. Lambda sends one request at a time to an execution environment."""
+
+    def __init__(self) -> None:
+        self.completion: Completion | None = None
+
+    def reset(self) -> None:
+        self.completion = None
+
+    def __call__(self, completion: Completion) -> None:
+        self.completion = completion
+        metrics.add_metric("PromptTokens", MetricUnit.Count, completion.prompt_tokens)
+        metrics.add_metric("CompletionTokens", MetricUnit.Count, completion.completion_tokens)
+        if completion.time_to_first_token_s is not None:
+            ttft_ms = completion.time_to_first_token_s * 1000
+            metrics.add_metric("TimeToFirstToken", MetricUnit.Milliseconds, ttft_ms)
+        if completion.completion_tokens:
+            metrics.add_metric(
+                "TokensPerSecond", MetricUnit.CountPerSecond, completion.tokens_per_second
+            )
+
+    def log_fields(self, log_text: bool) -> dict[str, Any]:
+        c = self.completion
+        if c is None:
+            return {}
+        fields: dict[str, Any] = {
+            "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": c.completion_tokens,
+            "finish_reason": c.finish_reason,
+            "time_to_first_token_ms": (
+                round(c.time_to_first_token_s * 1000, 1) if c.time_to_first_token_s else None
+            ),
+            "tokens_per_second": round(c.tokens_per_second, 2),
+        }
+        if log_text:
+            fields["completion_text"] = c.text[:LOG_TEXT_LIMIT]
+        return fields
+
+
+def remaining_seconds(scope: Scope) -> float | None:
+    """Time left in this invocation: from the Lambda context (Mangum puts it in the scope) or
+    from the Lambda Web Adapter's ``x-amzn-lambda-context`` header (epoch-ms ``deadline``)."""
+    context = scope.get("aws.context")
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        return float(context.get_remaining_time_in_millis()) / 1000
+    raw = _header(scope, b"x-amzn-lambda-context")
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        deadline_ms = float(data.get("deadline") or data.get("deadline_ms"))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return deadline_ms / 1000 - time.time()
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class LambdaDeadline:
+    """Sets the ASGI scope's "nimbus.deadline" (time.monotonic()) to the invocation's end minus
+    a safety margin, so the engine stops in time and the response still gets out."""
+
+    def __init__(self, app: ASGIApp, margin_s: float) -> None:
+        self.app = app
+        self.margin_s = margin_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            remaining = remaining_seconds(scope)
+            if remaining is not None:
+                scope[DEADLINE_SCOPE_KEY] = time.monotonic() + max(0.0, remaining - self.margin_s)
+        await self.app(scope, receive, send)
+
+
+def request_line(event: dict[str, Any]) -> tuple[str, str]:
+    """(method, path) of a function URL / HTTP API v2 or REST v1 event, for logs."""
+    http = event.get("requestContext", {}).get("http")
+    if isinstance(http, dict):
+        return str(http.get("method", "")), str(event.get("rawPath") or http.get("path", ""))
+    return str(event.get("httpMethod", "")), str(event.get("path", ""))
+
+
+def request_body_text(event: dict[str, Any]) -> str:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode("utf-8", errors="replace")
+    return str(body)[:LOG_TEXT_LIMIT]
+
+
+def build_engine(settings: Settings) -> LlamaEngine:
+    started = time.perf_counter()
+    engine = LlamaEngine(settings)
+    path = engine.resolve()  # S3: downloaded into the cache dir (/tmp) here, once per environment
+    resolved = time.perf_counter()
+    engine.load()
+    logger.info(
+        "model loaded",
+        extra={
+            "model": engine.model_id,
+            "model_source": settings.model,
+            "model_path": str(path),
+            "resolve_ms": round((resolved - started) * 1000, 1),
+            "load_ms": round((time.perf_counter() - resolved) * 1000, 1),
+            "n_threads": settings.engine.n_threads,
+        },
+    )
+    return engine
+
+
+# -- once per execution environment (Lambda init) --------------------------------------------
+# API keys are on unless the operator sets NIMBUS_SECURITY__AUTH__MODE=off: a function URL is
+# reachable from the internet (AuthType NONE) or from anyone the account lets invoke it.
+settings = adapter_defaults(load_settings())
+engine = build_engine(settings)
+record = InvocationRecord()
+app = LambdaDeadline(
+    create_app(settings, engine, observer=record),
+    margin_s=settings.aws_lambda.deadline_margin_ms / 1000,
+)
+asgi_handler = Mangum(app, lifespan="off")  # lifespan would run (and close the engine) per call
+logger.info("init done", extra={"init_ms": round((time.perf_counter() - _INIT_STARTED) * 1000, 1)})
+
+
+def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    request_id = event.get("requestContext", {}).get("requestId") or context.aws_request_id
+    logger.set_correlation_id(request_id)
+    record.reset()
+    method, path = request_line(event)
+    response: dict[str, Any] = asgi_handler(event, context)
+    latency_ms = (time.perf_counter() - started) * 1000
+    metrics.add_metric("Latency", MetricUnit.Milliseconds, latency_ms)
+    fields: dict[str, Any] = {
+        "method": method,
+        "path": path,
+        "status": response.get("statusCode"),
+        "latency_ms": round(latency_ms, 1),
+        **record.log_fields(settings.aws_lambda.log_prompts),
+    }
+    if settings.aws_lambda.log_prompts:
+        fields["request_body"] = request_body_text(event)
+    logger.info("request", extra=fields)
+    response.setdefault("headers", {})["x-request-id"] = request_id
+    return response
+
+
+def _wrap(fn: Callable[[dict[str, Any], Any], dict[str, Any]]) -> Callable[..., Any]:
+    wrapped: Callable[..., Any] = metrics.log_metrics(fn, capture_cold_start_metric=True)
+    if settings.aws_lambda.tracing:
+        from aws_lambda_powertools import Tracer
+
+        wrapped = Tracer(service=SERVICE).capture_lambda_handler(wrapped)
+    return logger.inject_lambda_context(wrapped, clear_state=True)
+
+
+handler = _wrap(_handle)
+
+
+class WebAdapterApp:
+    """The ASGI app uvicorn serves behind the Lambda Web Adapter (streaming image): the same app
+    plus, per request, the correlation id from ``x-amzn-request-context`` and an EMF flush."""
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+        self._cold = True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: list[int] = []
+        logger.set_correlation_id(_request_id(scope))
+        record.reset()
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
+            await send(message)
+
+        try:
+            await self.inner(scope, receive, send_wrapper)
+        finally:
+            latency_ms = (time.perf_counter() - started) * 1000
+            if self._cold:
+                self._cold = False
+                metrics.add_metric("ColdStart", MetricUnit.Count, 1)
+            metrics.add_metric("Latency", MetricUnit.Milliseconds, latency_ms)
+            logger.info(
+                "request",
+                extra={
+                    "method": scope.get("method"),
+                    "path": scope.get("path"),
+                    "status": status[0] if status else None,
+                    "latency_ms": round(latency_ms, 1),
+                    **record.log_fields(settings.aws_lambda.log_prompts),
+                },
+            )
+            metrics.flush_metrics()
+
+
+def _request_id(scope: Scope) -> str | None:
+    raw = _header(scope, b"x-amzn-request-context")
+    if raw:
+        try:
+            value = json.loads(raw).get("requestId")
+            return str(value) if value else None
+        except (ValueError, AttributeError):
+            return None
+    return None
+
+
+web_app = WebAdapterApp(app)

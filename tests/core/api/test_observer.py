@@ -1,0 +1,46 @@
+"""The completion observer hook adapters use for per-request metrics (fake engine, no model)."""
+
+from __future__ import annotations
+
+import httpx
+
+from core.app import create_app
+from core.engine.types import Completion
+from core.settings import Settings
+from tests.fakes import FakeEngine
+
+
+def client_with(observer: object) -> httpx.AsyncClient:
+    app = create_app(Settings(), FakeEngine(), observer=observer)  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+async def test_observer_sees_whole_and_streamed_generations() -> None:
+    seen: list[Completion] = []
+    async with client_with(seen.append) as client:
+        whole = await client.post("/api/generate", json={"prompt": "hi", "maxTokens": 3})
+        assert whole.status_code == 200
+        streamed = await client.post(
+            "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "hi"}], "stream": True},
+        )
+        assert streamed.text.endswith("data: [DONE]\n\n")
+        await client.get("/api/health")  # no generation, no call
+    assert [c.completion_tokens for c in seen] == [3, 6]
+    assert [c.finish_reason for c in seen] == ["length", "stop"]
+    assert seen[0].text == "Hello from the" and seen[0].total_s > 0
+    assert seen[1].time_to_first_token_s is not None
+
+
+async def test_a_failing_observer_never_breaks_the_response() -> None:
+    def broken(_: Completion) -> None:
+        raise RuntimeError("metrics backend down")
+
+    async with client_with(broken) as client:
+        resp = await client.post("/api/generate", json={"prompt": "hi", "maxTokens": 2})
+    assert resp.status_code == 200 and resp.json()["tokens"] == 2
+
+
+async def test_no_observer_is_the_default() -> None:
+    app = create_app(Settings(), FakeEngine())  # type: ignore[arg-type]
+    assert app.state.service.observer is None
