@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.api.schemas import GenerateRequest, GenerateResponse
@@ -361,8 +361,11 @@ class ModalRuntime:
             body = GenerateRequest.model_validate(
                 {"prompt": prompt, "maxTokens": max_tokens, "temperature": temperature, "raw": raw}
             )
-        except ValueError as exc:
-            raise InvalidParameterError(f"invalid generate arguments: {exc}") from exc
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise InvalidParameterError(f"invalid generate arguments: {problems}") from exc
         request = self.service.from_generate(body)
 
         async def run() -> Completion:
