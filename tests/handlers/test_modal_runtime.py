@@ -67,7 +67,7 @@ def test_lifecycle_prepares_in_snapshot_then_loads_after_restore(
     assert runtime.app.state.service.engine is runtime.engine
     user.load()
     assert runtime.engine.state == "ready"
-    assert set(runtime.timings) == {"prepare_s", "load_s"}
+    assert set(runtime.timings) == {"prepare_s", "load_s", "warmup_s"}  # warm-up on by default
     user.close()
     assert runtime.engine.state == "stopped"
 
@@ -95,6 +95,12 @@ def test_generate_local_runs_on_the_loaded_engine(deployed: Deployed) -> None:
     assert "paris" in reply["text"].lower()
     raw = deployed.obj.generate.local("The sky is", max_tokens=4, raw=True)
     assert 0 < raw["tokens"] <= 4
+
+
+async def test_generate_works_when_called_inside_an_event_loop(deployed: Deployed) -> None:
+    # Modal may call sync code from a thread that runs a loop; asyncio.run would refuse there.
+    reply = deployed.user.runtime.generate("Say yes.", max_tokens=3)
+    assert 0 < reply["tokens"] <= 3
 
 
 def test_generate_local_refuses_bad_arguments(deployed: Deployed) -> None:
