@@ -181,9 +181,9 @@ def bakes_bundled_model(settings: Settings) -> bool:
 
 
 def pyproject_path() -> Path:
-    """The project's pyproject.toml: the checkout when deploying, /root inside a container."""
-    local = PROJECT_ROOT / "pyproject.toml"
-    return local if local.is_file() else Path(CONTAINER_PYPROJECT)
+    """The project's pyproject.toml: in the checkout when deploying; inside a container the code
+    and this file both sit in /root (see finish_image), so the same path rule holds."""
+    return PROJECT_ROOT / "pyproject.toml"
 
 
 def build_image(deploy: ModalDeploySettings, settings: Settings) -> Any:
@@ -257,7 +257,7 @@ def container_env(
         # Deploy knobs are never secret (NIMBUS_MODAL_SECRET_NAME is only a name).
         and (k.startswith("NIMBUS_MODAL_") or not any(h in k.upper() for h in _SECRET_HINTS))
     }
-    # os.cpu_count() in a container reports the host's cores, not the reservation: size the
+    # os.cpu_count() in a container may report the host's cores, not the reservation: size the
     # llama.cpp thread pool to the cores Modal actually gives us.
     env.setdefault("NIMBUS_ENGINE__N_THREADS", str(max(1, math.ceil(deploy.cpu))))
     if deploy.gpu:
@@ -311,7 +311,8 @@ def cls_options(
     if deploy.gpu:
         options["gpu"] = deploy.gpu
     if deploy.volume:
-        volume = modal.Volume.from_name(deploy.volume, create_if_missing=True)
+        # Not created on the fly: an empty volume would only fail later, in every container.
+        volume = modal.Volume.from_name(deploy.volume)
         options["volumes"] = {deploy.volume_mount: volume.read_only()}
     return options
 

