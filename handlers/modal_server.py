@@ -345,7 +345,11 @@ class ModalRuntime:
             import llama_cpp  # noqa: F401
 
         engine = LlamaEngine(settings)
-        engine.resolve()  # a missing or non-GGUF model fails here, at deploy, not per request
+        if "://" not in settings.model:
+            # Image or volume files: a missing or non-GGUF model fails here, before any request,
+            # and a sha256 check is paid once per snapshot. Remote (s3://) models are fetched in
+            # start() instead: a snapshot is of memory, and a download into /tmp is a file.
+            engine.resolve()
         runtime = cls(settings, engine, create_app(settings, engine))
         runtime.timings["prepare_s"] = time.perf_counter() - started
         return runtime

@@ -230,3 +230,15 @@ def test_readme_documents_every_deploy_knob_with_its_default() -> None:
     for name, field in ms.ModalDeploySettings.model_fields.items():
         default = "(unset)" if field.default in (None, "") else str(field.default)
         assert f"| `NIMBUS_MODAL_{name.upper()}` | `{default}` |" in readme, name
+
+
+def test_prepare_leaves_remote_models_for_after_the_snapshot() -> None:
+    # A snapshot is of memory and a download into /tmp is a file: fetched in start(), after restore.
+    from core.settings import load_settings
+
+    runtime = ms.ModalRuntime.prepare(
+        load_settings(model="s3://bucket/model.gguf"), import_native=False
+    )
+    assert runtime.engine.model_path is None and runtime.engine.state == "loading"
+    local = ms.ModalRuntime.prepare(load_settings(), import_native=False)
+    assert local.engine.model_path is not None and local.engine.model_path.is_file()
