@@ -15,10 +15,11 @@ from typing import Any
 
 import modal
 
+from core.settings import load_settings
 from handlers import modal_server as ms
 
-deploy = ms.ModalDeploySettings()
-settings = ms.load_settings()
+deploy = ms.load_deploy_settings()
+settings = load_settings()
 
 app = modal.App(deploy.app_name)
 

@@ -140,6 +140,11 @@ class ModalDeploySettings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
 
+def load_deploy_settings(**overrides: Any) -> ModalDeploySettings:
+    """Deploy knobs from NIMBUS_MODAL_* with ``overrides`` on top."""
+    return ModalDeploySettings(**overrides)
+
+
 # -- the image --------------------------------------------------------------------------------
 def project_dependencies(
     pyproject: Path = PROJECT_ROOT / "pyproject.toml", extras: tuple[str, ...] = ()

@@ -242,3 +242,17 @@ def test_prepare_leaves_remote_models_for_after_the_snapshot() -> None:
     assert runtime.engine.model_path is None and runtime.engine.state == "loading"
     local = ms.ModalRuntime.prepare(load_settings(), import_native=False)
     assert local.engine.model_path is not None and local.engine.model_path.is_file()
+
+
+def test_files_outside_core_and_handlers_meet_the_same_bar() -> None:
+    # tests/test_quality.py covers core/ and handlers/; the Modal entry point and scripts too.
+    files = ["modal_app.py", "deploy/modal/smoke.py"]
+    for args in (
+        ["ruff", "check", *files],
+        ["ruff", "format", "--check", *files],
+        ["mypy", "--strict", *files],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
