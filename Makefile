@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install serve test test-unit lint typecheck clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install -e '.[dev,aws,modal]'
