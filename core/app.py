@@ -13,6 +13,7 @@ from core.api.body_limit import BodyLimitMiddleware
 from core.api.errors import install_error_handlers
 from core.api.service import GenerationService
 from core.engine.base import Engine
+from core.security import install_security
 from core.settings import Settings
 
 
@@ -34,4 +35,5 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.include_router(native.router)
     app.include_router(openai_routes.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    install_security(app, settings)  # last: its CORS layer must be outermost
     return app

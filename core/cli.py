@@ -134,7 +134,8 @@ def cmd_config(args: argparse.Namespace) -> int:
         print("| Variable | Default | Description |\n|---|---|---|")
         for env, _type, value, desc in rows:
             shown = "(cores)" if env.endswith("N_THREADS") else value
-            print(f"| `{env}` | `{shown}` | {desc} |")
+            cell = str(shown).replace("|", "\\|")  # a '|' inside a value would split the row
+            print(f"| `{env}` | `{cell}` | {desc} |")
         return 0
     width = max(len(r[0]) for r in rows)
     for env, _type, value, desc in rows:

@@ -92,3 +92,23 @@ class ModelLoadError(NimbusError):
 class EngineError(NimbusError):
     status = 500
     code = "engine_error"
+
+
+class PromptRejectedError(InvalidRequestError):
+    """A prompt matched an injection pattern while the policy is 'block'."""
+
+    code = "prompt_rejected"
+
+
+class AuthUnavailableError(NimbusError):
+    """The API-key source could not be read and no keys were cached: fail closed, retry later."""
+
+    status = 503
+    code = "auth_unavailable"
+
+
+class SecurityConfigError(NimbusError):
+    """Security settings that cannot work (e.g. keys required but no key source configured)."""
+
+    status = 500
+    code = "security_misconfigured"

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DEFAULT_CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / "nimbus-models"
@@ -99,6 +99,226 @@ class ServerSettings(BaseModel):
     )
 
 
+# --- security (core/security): one group, one sub-model per control ----------------------------
+
+_DEFAULT_INJECTION_PATTERNS = [
+    r"ignore\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above|earlier)\s+instructions",
+    r"disregard\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above)\s+(?:instructions|rules)",
+    r"(?:reveal|print|show|repeat)\s+(?:me\s+)?(?:your|the)\s+system\s+prompt",
+    r"\{\{.{0,200}?\}\}",
+]
+
+
+def _check_patterns(patterns: list[str]) -> list[str]:
+    import re
+
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+    return patterns
+
+
+class AuthSettings(BaseModel):
+    """API keys (``Authorization: Bearer <key>`` or ``x-api-key``)."""
+
+    mode: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="'on' requires a key on the API routes (not /api/health, /docs); "
+        "'auto' = off when server.host is a loopback address (`nimbus serve`), on otherwise; "
+        "platform adapters turn 'auto' into 'on' with core.security.adapter_defaults().",
+    )
+    keys: SecretStr | None = Field(
+        None,
+        description="Comma-separated API keys (16+ characters each) or 'sha256:<hex>' digests.",
+    )
+    keys_file: Path | None = Field(
+        None, description="File with one key or 'sha256:<hex>' digest per line ('#' comments)."
+    )
+    aws_secret_id: str | None = Field(
+        None,
+        max_length=2048,
+        description='AWS Secrets Manager secret holding the keys (JSON list, {"keys": [...]}, '
+        "or one per line).",
+    )
+    aws_ssm_parameter: str | None = Field(
+        None,
+        max_length=2048,
+        description="SSM Parameter Store name (SecureString) holding the keys, one per line or "
+        "comma-separated.",
+    )
+    aws_region: str | None = Field(
+        None, max_length=64, description="Region for Secrets Manager / SSM (default: AWS_REGION)."
+    )
+    refresh_s: int = Field(
+        300,
+        ge=1,
+        le=86400,
+        description="Seconds a loaded key set is cached before the file / AWS source is re-read.",
+    )
+
+    @field_validator("keys")
+    @classmethod
+    def _keys_are_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        for key in (k.strip() for k in value.get_secret_value().split(",")):
+            if key and not key.startswith("sha256:") and len(key) < 16:
+                raise ValueError("every API key must be at least 16 characters")
+        return value
+
+
+class RateLimitSettings(BaseModel):
+    """Per-client limits (client = API key, or IP address when auth is off)."""
+
+    enabled: bool = Field(True, description="Apply rate limits to the generation routes.")
+    backend: Literal["memory", "dynamodb"] = Field(
+        "memory",
+        description="'memory' (sliding window, per process) or 'dynamodb' (shared by every "
+        "container; fixed windows, atomic conditional updates).",
+    )
+    window_s: int = Field(60, ge=1, le=86400, description="Length of the rate-limit window.")
+    requests_per_window: int = Field(
+        300, ge=1, le=10_000_000, description="Requests one client may start per window."
+    )
+    tokens_per_window: int = Field(
+        1_000_000,
+        ge=0,
+        le=10_000_000_000,
+        description="Prompt + completion tokens one client may use per window (0 = no limit).",
+    )
+    max_clients: int = Field(
+        10000,
+        ge=1,
+        le=10_000_000,
+        description="Clients tracked by the memory backend (least recently seen are dropped).",
+    )
+    dynamodb_table: str | None = Field(
+        None,
+        min_length=3,
+        max_length=255,
+        description="DynamoDB table (string partition key 'pk', TTL attribute 'expires_at').",
+    )
+    dynamodb_region: str | None = Field(
+        None, max_length=64, description="Region of the DynamoDB table (default: AWS_REGION)."
+    )
+    dynamodb_endpoint_url: str | None = Field(
+        None, max_length=2048, description="DynamoDB endpoint override (DynamoDB Local)."
+    )
+    on_backend_error: Literal["allow", "deny"] = Field(
+        "allow",
+        description="When the DynamoDB backend fails: admit the request (logged) or answer 429.",
+    )
+
+    @model_validator(mode="after")
+    def _dynamodb_needs_a_table(self) -> RateLimitSettings:
+        if self.enabled and self.backend == "dynamodb" and not self.dynamodb_table:
+            raise ValueError("rate_limit.backend='dynamodb' needs rate_limit.dynamodb_table")
+        return self
+
+
+class PromptSettings(BaseModel):
+    """Checks on every prompt / message text before it reaches the model."""
+
+    on_too_long: Literal["reject", "truncate"] = Field(
+        "reject",
+        description="Text longer than limits.max_prompt_chars: 'reject' (413) or 'truncate' "
+        "(with a warning).",
+    )
+    strip_control_chars: bool = Field(
+        True, description="Remove NUL and other control characters (tab, CR, LF are kept)."
+    )
+    injection_policy: Literal["off", "warn", "block"] = Field(
+        "warn",
+        description="On an injection pattern match: ignore, warn (header + log), or reject (400).",
+    )
+    injection_patterns: list[str] = Field(
+        default_factory=lambda: list(_DEFAULT_INJECTION_PATTERNS),
+        max_length=100,
+        description="Case-insensitive regular expressions (JSON list in the environment).",
+    )
+
+    @field_validator("injection_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        return _check_patterns(value)
+
+
+class OutputSettings(BaseModel):
+    """Redaction of sensitive data in generated text (whole and streamed)."""
+
+    enabled: bool = Field(True, description="Filter generated text.")
+    redact_ssn: bool = Field(True, description="Redact US social security numbers (123-45-6789).")
+    redact_credit_cards: bool = Field(
+        True, description="Redact Luhn-valid card numbers (13-19 digits, spaces/dashes allowed)."
+    )
+    redact_passwords: bool = Field(True, description="Redact 'password: ...' / 'pwd=...' values.")
+    extra_patterns: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="More regular expressions to redact (JSON list); each must match at most "
+        "256 characters (bounded repeats) so streams stay exact.",
+    )
+    replacement: str = Field(
+        "[REDACTED]", min_length=1, max_length=64, description="Text put in place of a match."
+    )
+
+    @field_validator("extra_patterns")
+    @classmethod
+    def _patterns_are_bounded(cls, value: list[str]) -> list[str]:
+        from core.security.patterns import match_width
+
+        for pattern in _check_patterns(value):
+            shortest, longest = match_width(pattern)
+            if longest is None or longest > 256:
+                raise ValueError(
+                    f"output pattern {pattern!r} can match more than 256 characters; "
+                    "use bounded repeats such as \\S{1,64} instead of \\S+"
+                )
+            if shortest == 0:
+                raise ValueError(f"output pattern {pattern!r} can match empty text")
+        return value
+
+
+class CorsSettings(BaseModel):
+    """Cross-origin access for browsers. Empty origins = no CORS headers (same-origin only)."""
+
+    allow_origins: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Allowed origins, e.g. [\"https://app.example.com\"] (JSON list); '*' = any.",
+    )
+    allow_credentials: bool = Field(
+        False, description="Allow cookies/Authorization from browsers (never with '*')."
+    )
+    allow_headers: list[str] = Field(
+        default_factory=lambda: ["authorization", "x-api-key", "content-type"],
+        max_length=50,
+        description="Request headers browsers may send.",
+    )
+    max_age_s: int = Field(600, ge=0, le=86400, description="How long browsers cache preflights.")
+
+    @model_validator(mode="after")
+    def _no_wildcard_with_credentials(self) -> CorsSettings:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError("cors.allow_origins '*' cannot be combined with allow_credentials")
+        return self
+
+
+class SecuritySettings(BaseModel):
+    """Auth, rate limits, prompt checks, output filter and CORS (core/security)."""
+
+    auth: AuthSettings = Field(default_factory=AuthSettings)  # type: ignore[arg-type]
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)  # type: ignore[arg-type]
+    prompt: PromptSettings = Field(default_factory=PromptSettings)  # type: ignore[arg-type]
+    output: OutputSettings = Field(default_factory=OutputSettings)  # type: ignore[arg-type]
+    cors: CorsSettings = Field(default_factory=CorsSettings)  # type: ignore[arg-type]
+    max_json_depth: int = Field(
+        64, ge=4, le=10000, description="Deepest JSON nesting accepted in a request body (400)."
+    )
+
+
 class Settings(BaseSettings):
     """Effective configuration: defaults < environment (NIMBUS_*) < explicit arguments."""
 
@@ -119,6 +339,7 @@ class Settings(BaseSettings):
     source: ModelSourceSettings = Field(default_factory=ModelSourceSettings)  # type: ignore[arg-type]
     limits: LimitSettings = Field(default_factory=LimitSettings)  # type: ignore[arg-type]
     server: ServerSettings = Field(default_factory=ServerSettings)  # type: ignore[arg-type]
+    security: SecuritySettings = Field(default_factory=SecuritySettings)  # type: ignore[arg-type]
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -78,5 +78,5 @@ def real_server() -> Iterator[LiveServer]:
 
 @pytest.fixture()
 def http(real_server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=real_server.base_url, timeout=120) as client:
+    with httpx.Client(base_url=real_server.base_url, timeout=300) as client:
         yield client

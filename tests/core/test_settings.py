@@ -39,3 +39,46 @@ def test_every_field_is_described() -> None:
     rows = describe_fields(Settings())
     assert {r[0] for r in rows} >= {"NIMBUS_MODEL", "NIMBUS_ENGINE__N_CTX", "NIMBUS_SERVER__PORT"}
     assert all(desc for *_, desc in rows)
+
+
+def test_security_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NIMBUS_SECURITY__AUTH__MODE", "on")
+    monkeypatch.setenv("NIMBUS_SECURITY__AUTH__KEYS", "k-0123456789abcdef,k-fedcba9876543210")
+    monkeypatch.setenv("NIMBUS_SECURITY__RATE_LIMIT__REQUESTS_PER_WINDOW", "7")
+    monkeypatch.setenv("NIMBUS_SECURITY__PROMPT__INJECTION_PATTERNS", '["secret\\\\s+plan"]')
+    monkeypatch.setenv("NIMBUS_SECURITY__CORS__ALLOW_ORIGINS", '["https://a.example"]')
+    s = Settings()
+    assert s.security.auth.mode == "on"
+    assert s.security.rate_limit.requests_per_window == 7
+    assert s.security.prompt.injection_patterns == ["secret\\s+plan"]
+    assert s.security.cors.allow_origins == ["https://a.example"]
+    # Keys never show up in `nimbus config` output.
+    shown = {env: value for env, _, value, _ in describe_fields(s)}
+    assert "0123456789" not in str(shown["NIMBUS_SECURITY__AUTH__KEYS"])
+    assert "0123456789" not in s.model_dump_json()
+
+
+def test_security_defaults_are_safe() -> None:
+    sec = Settings().security
+    assert sec.auth.mode == "auto" and sec.rate_limit.enabled
+    assert sec.prompt.injection_policy == "warn" and sec.prompt.on_too_long == "reject"
+    assert sec.output.enabled and sec.cors.allow_origins == [] and not sec.cors.allow_credentials
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"auth": {"keys": "too-short"}},
+        {"auth": {"mode": "maybe"}},
+        {"rate_limit": {"window_s": 0}},
+        {"rate_limit": {"backend": "dynamodb"}},  # no table
+        {"prompt": {"injection_patterns": ["(unclosed"]}},
+        {"output": {"extra_patterns": ["token=\\S+"]}},  # unbounded: streams could not be exact
+        {"output": {"extra_patterns": ["x*"]}},  # matches empty text
+        {"cors": {"allow_origins": ["*"], "allow_credentials": True}},
+        {"max_json_depth": 1},
+    ],
+)
+def test_bad_security_settings_are_rejected(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(security=bad)  # type: ignore[arg-type]
