@@ -28,6 +28,8 @@ PROMPTS = [
     "Give me a short tip for learning to cook.",
 ]
 
+BENCH_KEY = "sk-bench-local-0123456789"
+
 ROWS = [
     ("import_s", "`import modal_app` (SDK, FastAPI, core)"),
     ("prepare_s", "`prepare` hook, snap=True: libllama import, settings, GGUF check, app"),
@@ -71,7 +73,8 @@ def child() -> dict[str, float]:
                     first = time.perf_counter() - t0
         return first or float("nan"), time.perf_counter() - t0
 
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+    headers = {"Authorization": f"Bearer {BENCH_KEY}"}  # API keys are on, as on Modal
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=120) as http:
         out["first_ttft_s"], out["first_total_s"] = stream(http, PROMPTS[0])
         warm = [stream(http, prompt) for prompt in PROMPTS[1:]]
     out["warm_ttft_s"] = statistics.median(w[0] for w in warm)
@@ -97,6 +100,7 @@ def main() -> int:
         **os.environ,
         "NIMBUS_ENGINE__N_THREADS": os.environ.get("NIMBUS_ENGINE__N_THREADS", "2"),
         "NIMBUS_MODAL_WARMUP": "true" if args.warmup == "on" else "false",
+        "NIMBUS_SECURITY__AUTH__KEYS": BENCH_KEY,  # what the modal.Secret provides on Modal
     }
     runs: list[dict[str, float]] = []
     for i in range(args.runs):

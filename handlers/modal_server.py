@@ -26,7 +26,7 @@ import tomllib
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +37,7 @@ from core.app import create_app
 from core.engine.llama import LlamaEngine
 from core.engine.types import Completion
 from core.errors import InvalidParameterError
+from core.security import RequestSecurity, Security, adapter_defaults
 from core.settings import Settings, load_settings
 from core.sources import BUNDLED_MODEL_ALIASES
 
@@ -106,9 +107,10 @@ class ModalDeploySettings(BaseSettings):
         description="Generate one token at container start so no user pays first-decode costs.",
     )
     secret_name: str | None = Field(
-        None,
+        "nimbus-api-keys",
         max_length=128,
-        description="modal.Secret whose variables (API keys) are injected into the containers.",
+        description="modal.Secret injected into the containers; holds NIMBUS_SECURITY__AUTH__KEYS "
+        "(empty = none, e.g. with NIMBUS_SECURITY__AUTH__MODE=off).",
     )
     volume: str | None = Field(
         None, max_length=128, description="modal.Volume holding larger GGUF models."
@@ -342,7 +344,9 @@ class ModalRuntime:
         cls, settings: Settings | None = None, *, import_native: bool = True
     ) -> ModalRuntime:
         started = time.perf_counter()
-        settings = settings or load_settings()
+        # API keys on unless NIMBUS_SECURITY__AUTH__MODE=off: the keys come from the modal.Secret
+        # (NIMBUS_SECURITY__AUTH__KEYS); create_app refuses to start without any.
+        settings = adapter_defaults(settings or load_settings())
         if import_native:
             # Loading libllama/ggml is most of the import cost; inside a memory snapshot it is
             # paid once per deploy instead of once per cold start. Skipped for CUDA builds:
@@ -378,7 +382,9 @@ class ModalRuntime:
     def generate(
         self, prompt: str, *, max_tokens: int = 256, temperature: float = 0.7, raw: bool = False
     ) -> dict[str, Any]:
-        """The /api/generate contract for Python callers; same limits, same template."""
+        """The /api/generate contract for Python callers: same limits, template, prompt checks
+        and output redaction. No API key or rate limit: only holders of a token for this Modal
+        workspace can call ``.remote()``."""
         started = time.perf_counter()
         try:
             body = GenerateRequest.model_validate(
@@ -389,6 +395,9 @@ class ModalRuntime:
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
             raise InvalidParameterError(f"invalid generate arguments: {problems}") from exc
+        sec = RequestSecurity(cast(Security, self.app.state.security), client="modal:method")
+        body = body.model_copy(update={"prompt": sec.text(body.prompt, "prompt")})
+        sec.finish_prompt()
         request = self.service.from_generate(body)
 
         async def run() -> Completion:
@@ -398,11 +407,15 @@ class ModalRuntime:
 
         completion = _run_sync(run)
         payload = GenerateResponse(
-            text=completion.text,
+            text=sec.filter(completion.text),
             tokens=completion.completion_tokens,
             latencyMs=round((time.perf_counter() - started) * 1000, 2),
         )
-        return payload.model_dump(by_alias=True)
+        # As /api/generate: the three seed fields, plus warnings/redactions only when present.
+        extra = {
+            ("warnings" if k == "prompt_warnings" else k): v for k, v in sec.body_fields().items()
+        }
+        return {**payload.model_dump(by_alias=True), **extra}
 
 
 def _run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -2,11 +2,13 @@
 # Deploy nimbus-llm to Modal and print its URL.
 #
 #   deploy/modal/deploy.sh            # modal deploy modal_app.py, then print the endpoint URL
-#   NIMBUS_MODAL_MIN_CONTAINERS=0 NIMBUS_MODAL_SECRET_NAME=nimbus-api-keys deploy/modal/deploy.sh
+#   NIMBUS_MODAL_MIN_CONTAINERS=0 deploy/modal/deploy.sh   # scale to zero when idle
 #
 # Credentials: MODAL_TOKEN_ID + MODAL_TOKEN_SECRET in the environment, or a profile written by
 # `modal token new` / `modal token set` (~/.modal.toml, or $MODAL_CONFIG_PATH).
 # Every NIMBUS_MODAL_* and NIMBUS_* variable set here configures the deployment (README, "Modal").
+# API keys are on: create the modal.Secret once (default name nimbus-api-keys):
+#   modal secret create nimbus-api-keys NIMBUS_SECURITY__AUTH__KEYS=<key>
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -45,6 +47,14 @@ status=0
 "${MODAL[@]}" deploy modal_app.py 2>&1 | tee "$LOG" || status=$?  # pipefail: modal's status
 if [[ $status -ne 0 ]]; then
   echo "deploy.sh: modal deploy failed (exit $status)" >&2
+  if grep -qi "secret" "$LOG"; then
+    SECRET="${NIMBUS_MODAL_SECRET_NAME-nimbus-api-keys}"
+    cat >&2 <<MSG
+  API keys are on by default and come from the modal.Secret '$SECRET'. Create it once:
+    modal secret create $SECRET NIMBUS_SECURITY__AUTH__KEYS=<a key of 16+ characters>
+  (or deploy open on purpose: NIMBUS_MODAL_SECRET_NAME= NIMBUS_SECURITY__AUTH__MODE=off)
+MSG
+  fi
   exit "$status"
 fi
 

@@ -61,3 +61,4 @@ def test_env_tokens_work_and_a_failed_deploy_fails(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "modal deploy failed" in proc.stderr
     assert "not found" in proc.stdout  # modal's own message is shown to the user
+    assert "modal secret create nimbus-api-keys NIMBUS_SECURITY__AUTH__KEYS=" in proc.stderr

@@ -23,6 +23,7 @@ from tests.handlers.modal_introspect import function_definition, image_layers, m
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+TEST_KEY = "sk-modal-test-0123456789"
 
 
 def load_modal_app(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
@@ -74,8 +75,11 @@ def test_default_class_is_warm_snapshotted_and_sized(definition: dict[str, Any])
     assert d["enable_memory_snapshot"] is True
     assert d["gpu"] is None
     assert d["validated_volumes_no_cloud_buckets"] == []
-    # No modal.Secret by default: only the forwarded NIMBUS_* environment (a from_dict secret).
-    assert [repr(s) for s in d["secrets"]] == ["Secret.from_dict([NIMBUS_ENGINE__N_THREADS])"]
+    # API keys come from a modal.Secret by default; beside it, the forwarded NIMBUS_* environment.
+    assert [repr(s) for s in d["secrets"]] == [
+        "modal.Secret.from_name('nimbus-api-keys')",
+        "Secret.from_dict([NIMBUS_ENGINE__N_THREADS])",
+    ]
 
 
 def test_concurrency_is_what_the_engine_can_hold(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -236,11 +240,12 @@ def test_prepare_leaves_remote_models_for_after_the_snapshot() -> None:
     # A snapshot is of memory and a download into /tmp is a file: fetched in start(), after restore.
     from core.settings import load_settings
 
+    keys = {"auth": {"keys": TEST_KEY}}
     runtime = ms.ModalRuntime.prepare(
-        load_settings(model="s3://bucket/model.gguf"), import_native=False
+        load_settings(model="s3://bucket/model.gguf", security=keys), import_native=False
     )
     assert runtime.engine.model_path is None and runtime.engine.state == "loading"
-    local = ms.ModalRuntime.prepare(load_settings(), import_native=False)
+    local = ms.ModalRuntime.prepare(load_settings(security=keys), import_native=False)
     assert local.engine.model_path is not None and local.engine.model_path.is_file()
 
 
@@ -256,3 +261,31 @@ def test_files_outside_core_and_handlers_meet_the_same_bar() -> None:
             [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_api_keys_are_on_by_default_in_the_modal_adapter() -> None:
+    from core.errors import SecurityConfigError
+    from core.settings import load_settings
+
+    # What the modal.Secret injects: NIMBUS_SECURITY__AUTH__KEYS -> keys required.
+    runtime = ms.ModalRuntime.prepare(
+        load_settings(security={"auth": {"keys": TEST_KEY}}), import_native=False
+    )
+    assert runtime.settings.security.auth.mode == "on"
+    assert runtime.app.state.security.auth_required is True
+    # No keys and no explicit opt-out: the container refuses to start, naming the fix.
+    with pytest.raises(SecurityConfigError, match="NIMBUS_SECURITY__AUTH__MODE=off"):
+        ms.ModalRuntime.prepare(load_settings(), import_native=False)
+    # An explicit opt-out is honoured.
+    off = ms.ModalRuntime.prepare(
+        load_settings(security={"auth": {"mode": "off"}}), import_native=False
+    )
+    assert off.app.state.security.auth_required is False
+
+
+def test_api_keys_are_never_forwarded_as_plain_environment() -> None:
+    env = ms.container_env(
+        ms.ModalDeploySettings(),
+        {"NIMBUS_SECURITY__AUTH__KEYS": TEST_KEY, "NIMBUS_SECURITY__AUTH__MODE": "on"},
+    )
+    assert env == {"NIMBUS_SECURITY__AUTH__MODE": "on", "NIMBUS_ENGINE__N_THREADS": "2"}

@@ -5,6 +5,7 @@ real loopback HTTP and called with httpx and the official openai client."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,11 +19,17 @@ from openai import OpenAI
 from core.errors import InvalidParameterError
 from handlers import modal_server as ms
 from tests.conftest import free_port, start_server
-from tests.handlers.test_modal_app import ROOT, load_modal_app
+from tests.handlers.test_modal_app import ROOT, TEST_KEY, load_modal_app
 
 pytestmark = pytest.mark.integration
 
-TEST_ENV = {"NIMBUS_ENGINE__N_CTX": "1024", "NIMBUS_ENGINE__N_THREADS": "2"}
+# NIMBUS_SECURITY__AUTH__KEYS is what the class's modal.Secret puts in a container's environment.
+TEST_ENV = {
+    "NIMBUS_ENGINE__N_CTX": "1024",
+    "NIMBUS_ENGINE__N_THREADS": "2",
+    "NIMBUS_SECURITY__AUTH__KEYS": TEST_KEY,
+}
+AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 
 
 @dataclass
@@ -79,8 +86,9 @@ def test_prepare_for_cuda_builds_leaves_libllama_unloaded() -> None:
         "r = ModalRuntime.prepare(import_native=False);"
         "print(r.engine.state, 'llama_cpp' in sys.modules)"
     )
+    env = {**os.environ, "NIMBUS_SECURITY__AUTH__KEYS": TEST_KEY}
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["loading", "False"]
@@ -103,6 +111,13 @@ async def test_generate_works_when_called_inside_an_event_loop(deployed: Deploye
     assert 0 < reply["tokens"] <= 3
 
 
+def test_generate_local_applies_the_prompt_checks(deployed: Deployed) -> None:
+    # Same security pipeline as /api/generate: control characters stripped and reported.
+    reply = deployed.obj.generate.local("Say\x00 hi.", max_tokens=2)
+    assert reply["warnings"] == ["prompt: removed 1 control character(s)"]
+    assert "warnings" not in deployed.obj.generate.local("Say hi.", max_tokens=2)
+
+
 def test_generate_local_refuses_bad_arguments(deployed: Deployed) -> None:
     with pytest.raises(InvalidParameterError, match="maxTokens"):
         deployed.obj.generate.local("hi", max_tokens=10**6)
@@ -119,7 +134,7 @@ def test_engine_is_built_once_per_container(deployed: Deployed) -> None:
 
 
 def test_web_app_serves_the_native_api_over_http(deployed: Deployed) -> None:
-    with httpx.Client(base_url=deployed.base_url, timeout=120) as http:
+    with httpx.Client(base_url=deployed.base_url, headers=AUTH, timeout=120) as http:
         health = http.get("/api/health")
         assert health.status_code == 200 and health.json()["status"] == "ready"
         assert health.json()["queue"]["capacity"] == 16
@@ -149,8 +164,36 @@ def test_web_app_serves_the_native_api_over_http(deployed: Deployed) -> None:
         assert bad.json()["error"]["code"] == "invalid_parameter"
 
 
+def test_web_app_requires_an_api_key_by_default(deployed: Deployed) -> None:
+    import openai
+
+    with httpx.Client(base_url=deployed.base_url, timeout=120) as http:
+        assert http.get("/api/health").status_code == 200  # health stays open for probes
+        for headers in ({}, {"Authorization": "Bearer sk-wrong-key-0123456789"}):
+            reply = http.post(
+                "/api/generate", json={"prompt": "hi", "maxTokens": 2}, headers=headers
+            )
+            assert reply.status_code == 401
+            assert reply.json()["error"]["code"] == "invalid_api_key"
+        assert (
+            http.post(
+                "/api/generate",
+                json={"prompt": "hi", "maxTokens": 2},
+                headers={"x-api-key": TEST_KEY},
+            ).status_code
+            == 200
+        )
+    client = OpenAI(
+        base_url=f"{deployed.base_url}/v1", api_key="sk-wrong-key-0123456789", max_retries=0
+    )
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
+
+
 def test_web_app_speaks_openai_to_the_official_client(deployed: Deployed) -> None:
-    client = OpenAI(base_url=f"{deployed.base_url}/v1", api_key="unused", max_retries=0)
+    client = OpenAI(base_url=f"{deployed.base_url}/v1", api_key=TEST_KEY, max_retries=0)
     [model] = client.models.list().data
     assert model.id == "smollm2-135m-instruct"
     chat = client.chat.completions.create(
@@ -187,6 +230,8 @@ def test_deploy_smoke_script_passes_against_the_served_class(deployed: Deployed)
             deployed.base_url,
             "--wait",
             "30",
+            "--api-key",
+            TEST_KEY,
         ],
         capture_output=True,
         text=True,
@@ -196,6 +241,26 @@ def test_deploy_smoke_script_passes_against_the_served_class(deployed: Deployed)
     lines = proc.stdout.splitlines()
     assert [line.split()[1] for line in lines[:4]] == ["health", "generate", "generate", "openai"]
     assert all(line.startswith("ok ") for line in lines[:4]) and lines[-1] == "smoke test passed"
+
+
+def test_smoke_script_without_the_key_fails_at_generate(deployed: Deployed) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "deploy" / "modal" / "smoke.py"),
+            deployed.base_url,
+            "--wait",
+            "30",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "NIMBUS_API_KEY"},
+    )
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[0].startswith("ok   health")
+    assert proc.stdout.splitlines()[1].startswith("FAIL generate: HTTPStatusError")
+    assert "401" in proc.stdout
 
 
 def test_smoke_script_fails_loudly_on_a_broken_endpoint() -> None:
