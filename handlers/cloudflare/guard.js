@@ -134,7 +134,9 @@ function checkCompletion(body) {
         param: "prompt",
       });
     }
-    prompt = prompt[0];
+    // Named like core's checks: the one element of a list prompt is "prompt.0".
+    if (typeof prompt[0] === "string") checkText(prompt[0], "prompt.0");
+    prompt = null;
   }
   if (typeof prompt === "string") checkText(prompt, "prompt");
   checkMaxTokens(body.max_tokens, "max_tokens");
