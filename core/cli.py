@@ -142,6 +142,20 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark harness (benchmarks/, which ships with the source tree, not the wheel)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "run.py").exists():
+        raise NimbusError(
+            "the benchmark harness ships with the source tree: run it from a checkout"
+        )
+    cmd = [sys.executable, "-m", "benchmarks", *args.bench_args]
+    return subprocess.call(cmd, cwd=root)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nimbus",
@@ -188,11 +202,24 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("--markdown", action="store_true", help="as a Markdown table (for docs)")
     model_flag(cfg)
     cfg.set_defaults(func=cmd_config)
+
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark against llama-cpp-python, llama_cpp.server and llama-server",
+        description="Run benchmarks/ side by side (same as `make bench`); extra arguments go to "
+        "`python -m benchmarks` (e.g. --quick, --peers nimbus,llama_server).",
+    )
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.bench_args = extra  # everything else belongs to the harness
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         code: int = args.func(args)
     except NimbusError as exc:

@@ -46,6 +46,10 @@ class EngineSettings(BaseModel):
         le=8192,
         description="Most prompt tokens of a newcomer evaluated per step while others stream.",
     )
+    prefix_cache: bool = Field(
+        True,
+        description="Keep finished requests' KV cells; reuse them for prompts sharing a prefix.",
+    )
     n_gpu_layers: int = Field(
         0, ge=-1, le=1000, description="Layers offloaded to a GPU (-1 = all; needs a CUDA build)."
     )

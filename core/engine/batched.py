@@ -61,6 +61,7 @@ class _Run:
     )
     stops: StopMatcher = field(default_factory=lambda: StopMatcher(()))
     pieces: list[str] = field(default_factory=list)
+    order: int = 0  # admission order: prompts are evaluated first come, first served
     count: int = 0
     pending: int | None = None  # sampled, not yet decoded (fed in the next step)
 
@@ -92,12 +93,14 @@ class BatchScheduler:
         prefill_chunk: int,
         max_waiting: int,
         retry_after_s: int,
+        prefix_cache: bool = True,
     ) -> None:
         self._model = model
         self._ctx = ctx
         self._slots = [_Slot(seq) for seq in range(slots)]
         self._chunk = max(1, min(prefill_chunk, ctx.n_batch))
         self._max_waiting = max_waiting
+        self._prefix_cache = prefix_cache
         self._retry_after = str(retry_after_s)
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
@@ -107,6 +110,7 @@ class BatchScheduler:
         self._prompt_tokens = 0
         self._reused_tokens = 0
         self._steps = 0
+        self._admitted = 0
 
     # -- any thread ---------------------------------------------------------------------------
     @property
@@ -193,7 +197,8 @@ class BatchScheduler:
 
     def _place(self, job: Job, free: list[_Slot]) -> None:
         tokens = job.tokens
-        limit = len(tokens) - 1  # the last prompt token is always evaluated: it gives the logits
+        # The last prompt token is always evaluated: it gives the logits.
+        limit = len(tokens) - 1 if self._prefix_cache else 0
         slot = max(free, key=lambda s: (min(common_prefix(s.cached, tokens), limit), -s.last_used))
         own = min(common_prefix(slot.cached, tokens), limit)
         donor, best = slot, own
@@ -215,7 +220,14 @@ class BatchScheduler:
         else:  # this memory type cannot cut a sequence in the middle: start it afresh
             self._ctx.seq_rm(slot.seq)
             slot.cached = []
-        run = _Run(job, sampler, reused=len(slot.cached), stops=StopMatcher(job.request.stop))
+        self._admitted += 1
+        run = _Run(
+            job,
+            sampler,
+            reused=len(slot.cached),
+            stops=StopMatcher(job.request.stop),
+            order=self._admitted,
+        )
         slot.run = run
         with self._cond:
             self._prompt_tokens += len(tokens)
@@ -247,17 +259,18 @@ class BatchScheduler:
                             ctx.batch_add(run.pending, len(slot.cached), slot.seq, True),
                         )
                     )
-            room = ctx.n_batch - ctx.batch_size
-            # Chunk a newcomer's prompt only while other streams are decoding, so they keep
-            # flowing; alone, it takes the whole batch.
-            chunk_limit = self._chunk if plan else ctx.n_batch
-            for slot in self._slots:
-                run = slot.run
-                if run is None or run.pending is not None or room <= 0:
-                    continue
-                prompt = run.job.tokens
+            # One newcomer's prompt per step, oldest first. Mixing several prompts in one batch
+            # changes llama.cpp's float rounding for them (measured: greedy output then differs
+            # from a solo run); one prompt chunk next to single-token rows does not.
+            newcomers = [s for s in self._slots if s.run is not None and s.run.pending is None]
+            if newcomers:
+                slot = min(newcomers, key=lambda s: s.run.order if s.run else 0)
+                assert slot.run is not None
+                prompt = slot.run.job.tokens
                 start = len(slot.cached)
-                chunk = prompt[start : start + min(chunk_limit, room)]
+                # Chunk it only while other streams are decoding, so they keep flowing.
+                size = self._chunk if plan else ctx.n_batch
+                chunk = prompt[start : start + min(size, ctx.n_batch - ctx.batch_size)]
                 last = start + len(chunk) == len(prompt)
                 logits_row: int | None = None
                 for k, token in enumerate(chunk):
@@ -266,7 +279,6 @@ class BatchScheduler:
                     if want:
                         logits_row = r
                 plan.append((slot, chunk, logits_row))
-                room -= len(chunk)
             if not plan:
                 return
             status = ctx.decode()

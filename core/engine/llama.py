@@ -95,6 +95,7 @@ class LlamaEngine:
             prefill_chunk=eng.prefill_chunk,
             max_waiting=self._settings.limits.max_queue,
             retry_after_s=self._settings.limits.retry_after_s,
+            prefix_cache=eng.prefix_cache,
         )
         self._scheduler.start()
         self._state, self._detail = "ready", None
