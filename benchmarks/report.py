@@ -17,7 +17,7 @@ METRICS: list[tuple[str, str, bool]] = [
     ("agg_2", "aggregate tok/s, 2 streams", True),
     ("agg_4", "aggregate tok/s, 4 streams", True),
     ("agg_8", "aggregate tok/s, 8 streams", True),
-    ("prefill_tps", "prefill tok/s (~1k-token prompt)", True),
+    ("prefill_tps", "prefill tok/s (long prompt, cold)", True),
     ("followup_ratio", "follow-up TTFT / cold prefill (prefix cache)", False),
     ("cold_start_s", "cold start: process start -> first token, s", False),
     ("rss_mb", "peak RSS, MB", False),
@@ -83,7 +83,8 @@ def markdown(
     lines = [
         f"Model `{meta['model_name']}`, {meta['threads']} threads, n_ctx {meta['n_ctx']}, "
         f"{meta['slots']} slots (nimbus, llama-server), {meta['max_tokens']} tokens per stream, "
-        f"{meta['repeats']} repeats; {meta['cpu']}. Command: `{meta['command']}`.",
+        f"{meta['repeats']} repeats, long prompt {meta.get('long_prompt_tokens', '?')} tokens; "
+        f"{meta['cpu']}. Command: `{meta['command']}`.",
         "",
         "| metric | " + " | ".join(labels[k] for k in keys) + " | nimbus / llama-server "
         "| nimbus / llama_cpp.server |",
@@ -145,6 +146,7 @@ def _chart(path: Path, results: dict[str, dict[str, Any]], labels: dict[str, str
     groups = [("single_tps", "1 stream\n(decode)")] + [
         (f"agg_{c}", f"{c} streams\n(aggregate)") for c in (2, 4, 8)
     ]
+    groups = [g for g in groups if any(results[k].get(g[0]) for k in keys)]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     width = 0.8 / max(1, len(keys))
     for i, k in enumerate(keys):

@@ -98,6 +98,7 @@ def measure_http(
         for i in range(cfg.repeats):
             n, dt = http_load.prompt_latency(url, f"{i} {time.time()} {cfg.long_prompt}")
             rates.append(n / dt)
+            out["long_prompt_tokens"] = n
         out["prefill_tps"] = _median(rates)
         history = f"Session {time.time()}. {cfg.long_prompt}"
         _, cold = http_load.prompt_latency(url, history)
@@ -257,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": f"{os.cpu_count()} cores, {cpu}",
         "command": "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "duration_s": round(time.perf_counter() - started, 1),
+        "long_prompt_tokens": next(
+            (r["long_prompt_tokens"] for r in results.values() if "long_prompt_tokens" in r), "?"
+        ),
         "skipped": skipped,
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }

@@ -52,9 +52,6 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from core.app import create_app
     from core.engine.llama import LlamaEngine
 
     settings = _settings_from(args)
@@ -63,6 +60,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     engine = LlamaEngine(settings, progress=_progress_bar())
     engine.resolve()  # a missing or non-GGUF model stops here, before the port opens
+    server: Any = None
+    failed = threading.Event()
+
+    def load() -> None:
+        try:
+            engine.load()
+        except NimbusError as exc:
+            logging.getLogger("nimbus").error("%s", exc.message)
+            failed.set()
+            if server is not None:
+                server.should_exit = True
+
+    # Cold start: the model loads (llama.cpp import, mmap) while the web stack is imported and
+    # the port opens; /api/health answers "loading" (503) in the meantime.
+    threading.Thread(target=load, name="nimbus-load", daemon=True).start()
+    import uvicorn
+
+    from core.app import create_app
+
     app = create_app(settings, engine)
     config = uvicorn.Config(
         app,
@@ -71,16 +87,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=settings.server.log_level,
     )
     server = uvicorn.Server(config)
-
-    def load() -> None:
-        try:
-            engine.load()
-        except NimbusError as exc:
-            logging.getLogger("nimbus").error("%s", exc.message)
-            server.should_exit = True
-
-    # Load beside the server so /api/health can answer "loading" (503) in the meantime.
-    threading.Thread(target=load, name="nimbus-load", daemon=True).start()
+    if failed.is_set():
+        return 1
     server.run()
     return 0 if engine.state != "failed" else 1
 

@@ -163,7 +163,13 @@ class BatchScheduler:
                 self._admit()
                 self._retire_cancelled()
                 if any(s.run is not None for s in self._slots):
-                    self._step()
+                    try:
+                        self._step()
+                    except Exception as exc:
+                        # Fail the requests in flight, keep serving the next ones.
+                        log.exception("decode step failed")
+                        error = exc if isinstance(exc, NimbusError) else EngineError(str(exc))
+                        self._fail_running(error)
         except BaseException as exc:  # never leave a stream hanging
             log.exception("engine loop crashed")
             self._fail_all(exc)
@@ -364,6 +370,22 @@ class BatchScheduler:
         else:
             assert reason is not None
             job.stream.finish(Completion("", reason, len(job.tokens), 0))
+
+    def _fail_running(self, error: NimbusError) -> None:
+        for slot in self._slots:
+            run = slot.run
+            if run is not None:
+                run.sampler.close()
+                slot.run = None
+                self._ctx.seq_rm(slot.seq)
+                slot.cached = []
+                with self._cond:
+                    self._active -= 1
+                run.job.stream.fail(error)
+
+    @property
+    def stopped(self) -> bool:
+        return self._thread is None or not self._thread.is_alive()
 
     def _fail_all(self, exc: BaseException) -> None:
         error = exc if isinstance(exc, NimbusError) else EngineError(f"engine failure: {exc}")

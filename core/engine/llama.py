@@ -133,6 +133,11 @@ class LlamaEngine:
         if self._scheduler is not None:
             for job in self._scheduler.close():
                 job.stream.fail(ModelNotReadyError("server is shutting down"))
+            if self._scheduler.stopped:  # nothing touches llama.cpp any more: free it now
+                if self._ctx is not None:
+                    self._ctx.close()
+                if self._model is not None:
+                    self._model.close()
         if self._state == "ready":
             self._state, self._detail = "stopped", "engine closed"
 

@@ -33,7 +33,7 @@ def test_quick_run_writes_table_json_and_chart(tmp_path: Path) -> None:
             "--repeats",
             "1",
             "--threads",
-            "2",
+            "1",
             "--out",
             str(tmp_path),
         ],

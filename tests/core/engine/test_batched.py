@@ -24,7 +24,8 @@ PROMPTS = [
 
 
 def _engine(**engine: object) -> LlamaEngine:
-    e = LlamaEngine(model_settings(engine={"slots": 4, **engine}))
+    # One thread: on a busy shared CPU two threads wait on each other at every graph node.
+    e = LlamaEngine(model_settings(engine={"slots": 4, "n_threads": 1, **engine}))
     e.load()
     return e
 
@@ -190,8 +191,7 @@ async def test_cancelled_stream_leaves_and_frees_its_slot(engine: LlamaEngine) -
 
 async def test_a_full_kv_cache_ends_requests_cleanly() -> None:
     # 256 cells shared by 4 slots that each want ~200: the cache fills up mid-generation.
-    e = LlamaEngine(model_settings(engine={"n_ctx": 256, "slots": 4, "n_batch": 64}))
-    e.load()
+    e = _engine(n_ctx=256, n_batch=64)
     try:
         streams = [
             e.submit(_request(e, f"Write a long story about {w}.", 400, SEEDED))
