@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -77,9 +78,13 @@ def prompt_latency(base_url: str, prompt: str) -> tuple[int, float]:
     return int(resp.json()["usage"]["prompt_tokens"]), elapsed
 
 
-def first_token_when_up(base_url: str, prompt: str, deadline: float) -> float:
+def first_token_when_up(
+    base_url: str, prompt: str, deadline: float, alive: Callable[[], bool] = lambda: True
+) -> float:
     """Poll until the server streams a token (it may be starting or loading); returns when."""
     while time.perf_counter() < deadline:
+        if not alive():
+            raise RuntimeError(f"the server at {base_url} exited before answering")
         try:
             run = stream_completion(base_url, prompt, 1, timeout=60)
         except httpx.TransportError:

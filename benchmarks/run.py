@@ -73,7 +73,9 @@ def measure_http(
     t0 = time.perf_counter()
     proc = start(cmd, server_env(cfg), logs / f"{peer.key}.log")
     try:
-        first = http_load.first_token_when_up(url, cfg.prompts[0], t0 + 300)
+        first = http_load.first_token_when_up(
+            url, cfg.prompts[0], t0 + 300, alive=lambda: proc.poll() is None
+        )
         out: dict[str, Any] = {"cold_start_s": first - t0}
         progress.step(f"{peer.label}: up, first token after {first - t0:.2f}s")
         singles = [
@@ -111,6 +113,9 @@ def measure_http(
         )
         out["rss_mb"] = peak_rss_mb(proc.pid)
         return out
+    except Exception as exc:
+        log = (logs / f"{peer.key}.log").read_text(errors="replace")[-800:]
+        raise RuntimeError(f"{exc}; log tail: {log}") from exc
     finally:
         stop(proc)
 
