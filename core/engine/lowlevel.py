@@ -56,6 +56,10 @@ class Model:
         self.n_vocab = int(C.llama_vocab_n_tokens(self.vocab))
         self.n_ctx_train = int(self._impl.n_ctx_train())
         self._piece = ctypes.create_string_buffer(256)
+        # Per-token answers cached in Python: every ctypes call releases and re-takes the GIL,
+        # and under load the HTTP thread can hold it for a while each time (a convoy per token).
+        self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
 
     def metadata(self) -> dict[str, str]:
         return dict(self._impl.metadata())
@@ -65,6 +69,14 @@ class Model:
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
         """The bytes of one token (a UTF-8 character may span several tokens)."""
+        if not special:
+            cached = self._pieces.get(token)
+            if cached is None:
+                cached = self._pieces[token] = self._piece_of(token, special=False)
+            return cached
+        return self._piece_of(token, special=True)
+
+    def _piece_of(self, token: int, *, special: bool) -> bytes:
         n = C.llama_token_to_piece(self.vocab, token, self._piece, 256, 0, special)
         if n < 0:  # buffer too small (never for real vocabularies): retry at the asked size
             buf = ctypes.create_string_buffer(-n)
@@ -73,7 +85,10 @@ class Model:
         return bytes(self._piece.raw[:n])
 
     def is_eog(self, token: int) -> bool:
-        return bool(C.llama_vocab_is_eog(self.vocab, token))
+        eog = self._eog.get(token)
+        if eog is None:
+            eog = self._eog[token] = bool(C.llama_vocab_is_eog(self.vocab, token))
+        return eog
 
     @property
     def bos(self) -> int:
