@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -211,6 +212,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Terminated (e.g. by `timeout`): unwind so every started peer process is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cfg = build_config(args)
     keys = [k.strip() for k in args.peers.split(",") if k.strip()]
     unknown = [k for k in keys if k not in PEERS]
