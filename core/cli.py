@@ -52,9 +52,6 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from core.app import create_app
     from core.engine.llama import LlamaEngine
 
     settings = _settings_from(args)
@@ -63,6 +60,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     engine = LlamaEngine(settings, progress=_progress_bar())
     engine.resolve()  # a missing or non-GGUF model stops here, before the port opens
+    server: Any = None
+    failed = threading.Event()
+
+    def load() -> None:
+        try:
+            engine.load()
+        except NimbusError as exc:
+            logging.getLogger("nimbus").error("%s", exc.message)
+            failed.set()
+            if server is not None:
+                server.should_exit = True
+
+    # Cold start: the model loads (llama.cpp import, mmap) while the web stack is imported and
+    # the port opens; /api/health answers "loading" (503) in the meantime.
+    threading.Thread(target=load, name="nimbus-load", daemon=True).start()
+    import uvicorn
+
+    from core.app import create_app
+
     app = create_app(settings, engine)
     config = uvicorn.Config(
         app,
@@ -71,16 +87,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=settings.server.log_level,
     )
     server = uvicorn.Server(config)
-
-    def load() -> None:
-        try:
-            engine.load()
-        except NimbusError as exc:
-            logging.getLogger("nimbus").error("%s", exc.message)
-            server.should_exit = True
-
-    # Load beside the server so /api/health can answer "loading" (503) in the meantime.
-    threading.Thread(target=load, name="nimbus-load", daemon=True).start()
+    if failed.is_set():
+        return 1
     server.run()
     return 0 if engine.state != "failed" else 1
 
@@ -143,6 +151,20 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark harness (benchmarks/, which ships with the source tree, not the wheel)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "run.py").exists():
+        raise NimbusError(
+            "the benchmark harness ships with the source tree: run it from a checkout"
+        )
+    cmd = [sys.executable, "-m", "benchmarks", *args.bench_args]
+    return subprocess.call(cmd, cwd=root)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nimbus",
@@ -189,11 +211,24 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("--markdown", action="store_true", help="as a Markdown table (for docs)")
     model_flag(cfg)
     cfg.set_defaults(func=cmd_config)
+
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark against llama-cpp-python, llama_cpp.server and llama-server",
+        description="Run benchmarks/ side by side (same as `make bench`); extra arguments go to "
+        "`python -m benchmarks` (e.g. --quick, --peers nimbus,llama_server).",
+    )
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.bench_args = extra  # everything else belongs to the harness
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         code: int = args.func(args)
     except NimbusError as exc:

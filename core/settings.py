@@ -16,7 +16,12 @@ _DEFAULT_CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / "nimbus-models"
 class EngineSettings(BaseModel):
     """How llama.cpp is loaded and run."""
 
-    n_ctx: int = Field(2048, ge=128, le=131072, description="Context window in tokens.")
+    n_ctx: int = Field(
+        2048,
+        ge=128,
+        le=131072,
+        description="Context window per request (tokens); also the KV cache all slots share.",
+    )
     n_threads: int = Field(
         default_factory=lambda: max(1, os.cpu_count() or 1),
         ge=1,
@@ -24,7 +29,26 @@ class EngineSettings(BaseModel):
         description="CPU threads for decoding (default: all cores).",
     )
     n_batch: int = Field(
-        512, ge=8, le=8192, description="Prompt tokens evaluated per llama_decode call."
+        512,
+        ge=8,
+        le=8192,
+        description="Most tokens (all requests together) evaluated per llama_decode call.",
+    )
+    slots: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Requests decoded together (continuous batching); more wait in the queue.",
+    )
+    prefill_chunk: int = Field(
+        128,
+        ge=1,
+        le=8192,
+        description="Most prompt tokens of a newcomer evaluated per step while others stream.",
+    )
+    prefix_cache: bool = Field(
+        True,
+        description="Keep finished requests' KV cells; reuse them for prompts sharing a prefix.",
     )
     n_gpu_layers: int = Field(
         0, ge=-1, le=1000, description="Layers offloaded to a GPU (-1 = all; needs a CUDA build)."
@@ -57,7 +81,10 @@ class LimitSettings(BaseModel):
     """Request limits. Defaults are safe for a small CPU box."""
 
     max_queue: int = Field(
-        16, ge=0, le=10000, description="Requests allowed to wait for the engine; beyond it -> 503."
+        16,
+        ge=0,
+        le=10000,
+        description="Requests allowed to wait for a free slot; beyond it -> 503.",
     )
     retry_after_s: int = Field(
         1, ge=1, le=3600, description="Retry-After sent with 503 when the queue is full."

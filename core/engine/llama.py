@@ -1,36 +1,28 @@
-"""LlamaEngine: llama.cpp (via llama-cpp-python) behind one worker thread and a bounded queue.
+"""LlamaEngine: llama.cpp (via llama-cpp-python's low-level bindings) with continuous batching.
 
-A llama.cpp context is not thread-safe, so exactly one thread touches it. Requests wait in a queue
-of ``limits.max_queue``; a request that finds it full is refused at once (503 + Retry-After)."""
+A llama.cpp context is not thread-safe, so exactly one thread (core.engine.batched) touches it.
+Up to ``engine.slots`` requests decode together; ``limits.max_queue`` more wait. A request that
+finds both full is refused at once (503 + Retry-After)."""
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import logging
-import threading
-import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from core.engine.chat import ChatTemplate
-from core.engine.stops import StopMatcher
 from core.engine.stream import GenerationStream
 from core.engine.types import (
     ChatMessage,
-    Completion,
     EngineState,
     EngineStats,
-    FinishReason,
     GenerationRequest,
     PromptSegment,
 )
 from core.errors import (
     ContextOverflowError,
-    EngineOverloadedError,
     ModelLoadError,
     ModelNotReadyError,
     NimbusError,
@@ -39,17 +31,11 @@ from core.settings import Settings
 from core.sources import resolve_model
 from core.sources.resolve import ProgressCallback
 
+if TYPE_CHECKING:
+    from core.engine.batched import BatchScheduler, SchedulerStats
+    from core.engine.lowlevel import Context, Model
+
 log = logging.getLogger("nimbus.engine")
-
-_RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: a fresh random seed per sampler
-
-
-@dataclass
-class _Job:
-    request: GenerationRequest
-    tokens: list[int]
-    max_new: int
-    stream: GenerationStream
 
 
 class LlamaEngine:
@@ -60,14 +46,11 @@ class LlamaEngine:
         self._progress = progress
         self._state: EngineState = "loading"
         self._detail: str | None = "model not loaded yet"
-        self._llm: Any = None
+        self._model: Model | None = None
+        self._ctx: Context | None = None
+        self._scheduler: BatchScheduler | None = None
         self._template: ChatTemplate | None = None
         self._model_path: Path | None = None
-        self._jobs: deque[_Job] = deque()
-        self._wakeup = threading.Condition()
-        self._active = 0
-        self._stopping = False
-        self._worker: threading.Thread | None = None
         self._model_id = settings.model_alias or _alias_for(settings.model)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -84,16 +67,16 @@ class LlamaEngine:
         return self._model_path
 
     def load(self) -> None:
-        """Resolve, verify and load the model, then start the worker. Raises ModelLoadError."""
+        """Resolve, verify and load the model, then start the scheduler. Raises ModelLoadError."""
         path = self.resolve()
         try:
-            self._llm = self._open(path)
+            model, ctx = self._open(path)
             eng = self._settings.engine
-            metadata: dict[str, str] = dict(self._llm.metadata or {})
+            self._model, self._ctx = model, ctx
             self._template = ChatTemplate(
-                eng.chat_template or metadata.get("tokenizer.chat_template"),
-                bos_token=self._token_text(self._llm.token_bos()),
-                eos_token=self._token_text(self._llm.token_eos()),
+                eng.chat_template or model.metadata().get("tokenizer.chat_template"),
+                bos_token=self._token_text(model.bos),
+                eos_token=self._token_text(model.eos),
             )
         except NimbusError as exc:
             self._state, self._detail = "failed", exc.message
@@ -103,41 +86,58 @@ class LlamaEngine:
             raise ModelLoadError(self._detail) from exc
         if self._settings.model_alias is None:
             self._model_id = _alias_for(self._settings.model, path)
-        self._worker = threading.Thread(target=self._run, name="nimbus-engine", daemon=True)
-        self._worker.start()
-        self._state, self._detail = "ready", None
-        log.info("model %s ready (%s, n_ctx=%d)", self._model_id, path, self.n_ctx)
+        from core.engine.batched import BatchScheduler
 
-    def _open(self, path: Path) -> Any:
-        from llama_cpp import Llama  # heavy import: only when a model is really loaded
+        self._scheduler = BatchScheduler(
+            model,
+            ctx,
+            slots=eng.slots,
+            prefill_chunk=eng.prefill_chunk,
+            max_waiting=self._settings.limits.max_queue,
+            retry_after_s=self._settings.limits.retry_after_s,
+            prefix_cache=eng.prefix_cache,
+        )
+        self._scheduler.start()
+        self._state, self._detail = "ready", None
+        log.info(
+            "model %s ready (%s, n_ctx=%d, slots=%d)", self._model_id, path, self.n_ctx, eng.slots
+        )
+
+    def _open(self, path: Path) -> tuple[Model, Context]:
+        # Heavy import (loads libllama): only when a model is really loaded.
+        from core.engine.lowlevel import Context, ContextConfig, Model
 
         eng = self._settings.engine
         try:
-            return Llama(
-                model_path=str(path),
-                n_ctx=eng.n_ctx,
-                n_threads=eng.n_threads,
-                n_threads_batch=eng.n_threads,
-                n_batch=eng.n_batch,
-                n_gpu_layers=eng.n_gpu_layers,
-                use_mmap=eng.use_mmap,
-                verbose=False,
-            )
+            model = Model(str(path), n_gpu_layers=eng.n_gpu_layers, use_mmap=eng.use_mmap)
         except Exception as exc:
             raise ModelLoadError(
                 f"model {self._settings.model!r}: llama.cpp could not load {path}: {exc}"
             ) from exc
+        try:
+            ctx = Context(
+                model,
+                ContextConfig(
+                    n_ctx=eng.n_ctx,
+                    n_batch=min(eng.n_batch, eng.n_ctx),
+                    n_seq=eng.slots,
+                    n_threads=eng.n_threads,
+                ),
+            )
+        except Exception as exc:
+            model.close()
+            raise ModelLoadError(f"model {self._settings.model!r}: {exc}") from exc
+        return model, ctx
 
     def close(self) -> None:
-        with self._wakeup:
-            self._stopping = True
-            pending = list(self._jobs)
-            self._jobs.clear()
-            self._wakeup.notify_all()
-        for job in pending:
-            job.stream.fail(ModelNotReadyError("server is shutting down"))
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout=10)
+        if self._scheduler is not None:
+            for job in self._scheduler.close():
+                job.stream.fail(ModelNotReadyError("server is shutting down"))
+            if self._scheduler.stopped:  # nothing touches llama.cpp any more: free it now
+                if self._ctx is not None:
+                    self._ctx.close()
+                if self._model is not None:
+                    self._model.close()
         if self._state == "ready":
             self._state, self._detail = "stopped", "engine closed"
 
@@ -160,15 +160,18 @@ class LlamaEngine:
 
     @property
     def n_ctx(self) -> int:
-        return int(self._llm.n_ctx()) if self._llm is not None else self._settings.engine.n_ctx
+        return self._ctx.n_ctx if self._ctx is not None else self._settings.engine.n_ctx
 
     def stats(self) -> EngineStats:
-        with self._wakeup:
-            return EngineStats(
-                active=self._active,
-                waiting=len(self._jobs),
-                capacity=self._settings.limits.max_queue,
-            )
+        if self._scheduler is None:
+            capacity = self._settings.engine.slots + self._settings.limits.max_queue
+            return EngineStats(active=0, waiting=0, capacity=capacity)
+        s = self._scheduler.stats()
+        return EngineStats(active=s.active, waiting=s.waiting, capacity=self._scheduler.capacity)
+
+    def scheduler_stats(self) -> SchedulerStats | None:
+        """Counters of the batching scheduler (prompt tokens seen/reused, decode steps)."""
+        return self._scheduler.stats() if self._scheduler is not None else None
 
     # -- prompts ----------------------------------------------------------------------------
     def render_chat(self, messages: Sequence[ChatMessage]) -> tuple[PromptSegment, ...]:
@@ -180,7 +183,8 @@ class LlamaEngine:
         self._require_ready()
         tokens: list[int] = []
         for i, segment in enumerate(prompt):
-            tokens += self._llm.tokenize(
+            assert self._model is not None
+            tokens += self._model.tokenize(
                 segment.text.encode("utf-8", errors="replace"),
                 add_bos=add_bos and i == 0,
                 special=segment.special,
@@ -202,20 +206,11 @@ class LlamaEngine:
                 f"the prompt is {len(tokens)} tokens; this model's context window is {self.n_ctx}",
                 param="messages",
             )
+        from core.engine.batched import Job
+
         stream = GenerationStream(prompt_tokens=len(tokens), loop=asyncio.get_running_loop())
-        job = _Job(request, tokens, min(request.max_tokens, room), stream)
-        with self._wakeup:
-            if self._stopping:
-                raise ModelNotReadyError("server is shutting down")
-            # One request runs; at most max_queue more wait. Past that, refuse at once.
-            if len(self._jobs) + self._active > self._settings.limits.max_queue:
-                retry = str(self._settings.limits.retry_after_s)
-                raise EngineOverloadedError(
-                    f"the engine is busy ({len(self._jobs)} requests waiting); retry shortly",
-                    headers={"Retry-After": retry},
-                )
-            self._jobs.append(job)
-            self._wakeup.notify()
+        assert self._scheduler is not None
+        self._scheduler.submit(Job(request, tokens, min(request.max_tokens, room), stream))
         return stream
 
     def _require_ready(self) -> None:
@@ -225,89 +220,11 @@ class LlamaEngine:
                 headers={"Retry-After": str(self._settings.limits.retry_after_s)},
             )
 
-    # -- worker -----------------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            with self._wakeup:
-                while not self._jobs and not self._stopping:
-                    self._wakeup.wait()
-                if self._stopping:
-                    return
-                job = self._jobs.popleft()
-                self._active = 1
-            try:
-                if job.stream.cancelled:
-                    job.stream.finish(Completion("", "cancelled", len(job.tokens), 0))
-                else:
-                    job.stream.finish(self._generate(job))
-            except NimbusError as exc:
-                job.stream.fail(exc)
-            except Exception as exc:
-                log.exception("generation failed")
-                job.stream.fail(exc)
-            finally:
-                with self._wakeup:
-                    self._active = 0
-
-    def _generate(self, job: _Job) -> Completion:
-        req, llm, stream = job.request, self._llm, job.stream
-        params = req.sampling
-        llm.set_seed(params.seed if params.seed is not None else _RANDOM_SEED)
-        grammar = None
-        if req.grammar is not None:
-            from llama_cpp.llama_grammar import LlamaGrammar
-
-            grammar = LlamaGrammar.from_string(req.grammar, verbose=False)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopMatcher(req.stop)
-        vocab = llm._model.vocab
-        from llama_cpp import llama_vocab_is_eog
-
-        pieces: list[str] = []
-        count = 0
-        finish: FinishReason = "length"
-        stop_hit = False
-        tokens = llm.generate(
-            job.tokens,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            min_p=params.min_p,
-            temp=params.temperature,
-            repeat_penalty=params.repeat_penalty,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty,
-            grammar=grammar,
-            reset=True,
-        )
-        for token in tokens:
-            if stream.cancelled:
-                finish = "cancelled"
-                break
-            if llama_vocab_is_eog(vocab, token):
-                finish = "stop"
-                break
-            count += 1
-            text, hit = stops.push(decoder.decode(llm.detokenize([token])))
-            pieces.append(text)
-            stream.emit(text)
-            if hit:
-                finish, stop_hit = "stop", True
-                break
-            if count >= job.max_new:
-                break
-            if req.deadline is not None and time.monotonic() >= req.deadline:
-                break
-        tokens.close()
-        if not stop_hit:
-            tail = stops.push(decoder.decode(b"", final=True))[0] + stops.flush()
-            pieces.append(tail)
-            stream.emit(tail)
-        return Completion("".join(pieces), finish, len(job.tokens), count)
-
     def _token_text(self, token: int) -> str:
         if token < 0:
             return ""
-        return bytes(self._llm.detokenize([token], special=True)).decode("utf-8", errors="replace")
+        assert self._model is not None
+        return self._model.piece(token, special=True).decode("utf-8", errors="replace")
 
 
 def _alias_for(spec: str, path: Path | None = None) -> str:

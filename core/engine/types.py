@@ -51,6 +51,8 @@ class Completion:
     completion_tokens: int
     time_to_first_token_s: float | None = None
     total_s: float = 0.0
+    cached_tokens: int = 0
+    """Prompt tokens whose KV was reused from the prefix cache instead of evaluated."""
 
     @property
     def tokens_per_second(self) -> float:

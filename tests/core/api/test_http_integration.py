@@ -257,14 +257,16 @@ def test_non_streaming_disconnect_also_frees_the_engine(
     assert result.completion_tokens < 900
 
 
-def test_full_queue_answers_503_at_once() -> None:
+@pytest.mark.parametrize("slots", [1, 2])
+def test_full_queue_answers_503_at_once(slots: int) -> None:
+    # Capacity is `slots` running + `max_queue` waiting; one more is refused at once.
     long_body = {"prompt": "Write a long story.", "maxTokens": 400, "stream": True}
+    settings = model_settings(engine={"slots": slots}, limits={"max_queue": 1, "retry_after_s": 2})
+    with live_server(settings) as server:
+        _check_full_queue(server, long_body, slots)
 
-    with live_server(model_settings(limits={"max_queue": 1, "retry_after_s": 2})) as server:
-        _check_full_queue(server, long_body)
 
-
-def _check_full_queue(server: LiveServer, long_body: dict[str, object]) -> None:
+def _check_full_queue(server: LiveServer, long_body: dict[str, object], slots: int) -> None:
     def stream_long() -> int:
         with (
             httpx.Client(base_url=server.base_url, timeout=300) as c,
@@ -275,18 +277,20 @@ def _check_full_queue(server: LiveServer, long_body: dict[str, object]) -> None:
             return r.status_code
 
     with (
-        ThreadPoolExecutor(2) as pool,
+        ThreadPoolExecutor(slots + 1) as pool,
         httpx.Client(base_url=server.base_url, timeout=300) as c,
     ):
-        running = pool.submit(stream_long)
+        running = [pool.submit(stream_long) for _ in range(slots)]
+        while server.engine.stats().active != slots:
+            time.sleep(0.01)
         queued = pool.submit(stream_long)
-        while (server.engine.stats().active, server.engine.stats().waiting) != (1, 1):
+        while (server.engine.stats().active, server.engine.stats().waiting) != (slots, 1):
             time.sleep(0.01)
         rejected = c.post("/api/generate", json={"prompt": "hi", "maxTokens": 2})
-        # Refused at once: not after waiting for the running stream to end.
-        assert not running.done()
+        # Refused at once: not after waiting for the running streams to end.
+        assert not any(r.done() for r in running)
         assert rejected.status_code == 503
         assert rejected.headers["retry-after"] == "2"
         assert rejected.json()["error"]["code"] == "engine_overloaded"
-        # Nothing accepted is lost: both admitted streams finish.
-        assert running.result() == 200 and queued.result() == 200
+        # Nothing accepted is lost: every admitted stream finishes.
+        assert [r.result() for r in running] == [200] * slots and queued.result() == 200

@@ -1,0 +1,96 @@
+"""The workload every HTTP peer gets: OpenAI `/v1/completions`, greedy, streamed over loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass
+class StreamRun:
+    started: float
+    token_times: list[float] = field(default_factory=list)
+    status: int = 0
+
+    @property
+    def ttft_s(self) -> float:
+        return self.token_times[0] - self.started if self.token_times else float("nan")
+
+    @property
+    def decode_tps(self) -> float:
+        t = self.token_times
+        return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else float("nan")
+
+
+def stream_completion(
+    base_url: str, prompt: str, max_tokens: int, *, timeout: float = 600
+) -> StreamRun:
+    """One streamed completion; every SSE chunk with text counts as one token."""
+    run = StreamRun(time.perf_counter())
+    body = {
+        "model": "bench",
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+    }
+    with (
+        httpx.Client(timeout=timeout) as client,
+        client.stream("POST", f"{base_url}/v1/completions", json=body) as resp,
+    ):
+        run.status = resp.status_code
+        for line in resp.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            choices = chunk.get("choices") or []
+            if choices and choices[0].get("text"):
+                run.token_times.append(time.perf_counter())
+    return run
+
+
+def concurrent_round(
+    base_url: str, prompts: list[str], max_tokens: int
+) -> tuple[float, list[StreamRun]]:
+    """Start len(prompts) streams at once; returns (aggregate tokens/s, runs)."""
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        runs = list(pool.map(lambda p: stream_completion(base_url, p, max_tokens), prompts))
+    wall = time.perf_counter() - t0
+    return sum(len(r.token_times) for r in runs) / wall, runs
+
+
+def prompt_latency(base_url: str, prompt: str) -> tuple[int, float]:
+    """(prompt tokens, seconds) for a one-token completion: the prefill time of ``prompt``."""
+    t0 = time.perf_counter()
+    resp = httpx.post(
+        f"{base_url}/v1/completions",
+        json={"model": "bench", "prompt": prompt, "max_tokens": 1, "temperature": 0},
+        timeout=600,
+    )
+    elapsed = time.perf_counter() - t0
+    resp.raise_for_status()
+    return int(resp.json()["usage"]["prompt_tokens"]), elapsed
+
+
+def first_token_when_up(
+    base_url: str, prompt: str, deadline: float, alive: Callable[[], bool] = lambda: True
+) -> float:
+    """Poll until the server streams a token (it may be starting or loading); returns when."""
+    while time.perf_counter() < deadline:
+        if not alive():
+            raise RuntimeError(f"the server at {base_url} exited before answering")
+        try:
+            run = stream_completion(base_url, prompt, 1, timeout=60)
+        except httpx.TransportError:
+            time.sleep(0.01)
+            continue
+        if run.status == 200 and run.token_times:
+            return run.token_times[0]
+        time.sleep(0.01)
+    raise TimeoutError(f"{base_url} did not stream a token in time")

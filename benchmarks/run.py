@@ -1,0 +1,279 @@
+"""`make bench` / `python -m benchmarks` / `nimbus bench`: every peer side by side, one run.
+
+Each peer starts fresh as its own process (cold start and peak RSS are its own), then gets the
+same workload: single streams, 1/2/4/8 concurrent streams, a ~1k-token prefill, a follow-up turn
+sharing that prefix. Results go to benchmarks/results/ as Markdown, JSON and PNG."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import http_load
+from benchmarks.peers import (
+    PEERS,
+    ROOT,
+    BenchConfig,
+    Peer,
+    free_port,
+    peak_rss_mb,
+    python_server_missing,
+    resolve_llama_server,
+    server_command,
+    server_env,
+    start,
+    stop,
+)
+from benchmarks.report import write
+
+RESULTS = Path(__file__).resolve().parent / "results"
+_SENTENCE = "The quick brown fox jumps over the lazy dog while the cat watches from the wall. "
+
+
+class Progress:
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.t0 = total, 0, time.perf_counter()
+
+    def step(self, what: str) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.t0
+        print(f"[{self.done:>2}/{self.total}] {elapsed:6.1f}s  {what}", file=sys.stderr, flush=True)
+
+    def say(self, what: str) -> None:
+        print(f"        {what}", file=sys.stderr, flush=True)
+
+
+def _median(xs: list[float]) -> float:
+    xs = [x for x in xs if x == x]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(x for x in xs if x == x)
+    if not xs:
+        return float("nan")
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
+
+
+def measure_http(
+    peer: Peer, cfg: BenchConfig, llama_server: Path | None, logs: Path, progress: Progress
+) -> dict[str, Any]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = server_command(peer, cfg, port, llama_server)
+    t0 = time.perf_counter()
+    proc = start(cmd, server_env(cfg), logs / f"{peer.key}.log")
+    try:
+        first = http_load.first_token_when_up(
+            url, cfg.prompts[0], t0 + 300, alive=lambda: proc.poll() is None
+        )
+        out: dict[str, Any] = {"cold_start_s": first - t0}
+        progress.step(f"{peer.label}: up, first token after {first - t0:.2f}s")
+        singles = [
+            http_load.stream_completion(url, cfg.prompts[i % len(cfg.prompts)], cfg.max_tokens)
+            for i in range(cfg.repeats)
+        ]
+        out["single_tps"] = _median([r.decode_tps for r in singles])
+        out["ttft_p50_1"] = _median([r.ttft_s * 1000 for r in singles])
+        progress.step(f"{peer.label}: single stream {out['single_tps']:.1f} tok/s")
+        for c in cfg.streams:
+            aggs, ttfts = [], []
+            for rep in range(cfg.repeats):
+                prompts = [cfg.prompts[(k + rep + c) % len(cfg.prompts)] for k in range(c)]
+                agg, runs = http_load.concurrent_round(url, prompts, cfg.max_tokens)
+                aggs.append(agg)
+                ttfts += [r.ttft_s * 1000 for r in runs]
+            out[f"agg_{c}"] = _median(aggs)
+            out[f"ttft_p50_{c}"] = _pct(ttfts, 0.5)
+            out[f"ttft_p95_{c}"] = _pct(ttfts, 0.95)
+            progress.step(f"{peer.label}: {c} streams {out[f'agg_{c}']:.1f} tok/s aggregate")
+        rates = []
+        for i in range(cfg.repeats):
+            n, dt = http_load.prompt_latency(url, f"{i} {time.time()} {cfg.long_prompt}")
+            rates.append(n / dt)
+            out["long_prompt_tokens"] = n
+        out["prefill_tps"] = _median(rates)
+        history = f"Session {time.time()}. {cfg.long_prompt}"
+        _, cold = http_load.prompt_latency(url, history)
+        _, warm = http_load.prompt_latency(url, history + " And now a follow-up question?")
+        out["followup_ratio"] = warm / cold
+        out["followup_ms"], out["cold_prefill_ms"] = warm * 1000, cold * 1000
+        progress.step(
+            f"{peer.label}: prefill {out['prefill_tps']:.0f} tok/s, "
+            f"follow-up {warm * 1000:.0f} ms vs cold {cold * 1000:.0f} ms"
+        )
+        out["rss_mb"] = peak_rss_mb(proc.pid)
+        return out
+    except Exception as exc:
+        log = (logs / f"{peer.key}.log").read_text(errors="replace")[-800:]
+        raise RuntimeError(f"{exc}; log tail: {log}") from exc
+    finally:
+        stop(proc)
+
+
+def measure_inproc(peer: Peer, cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
+    workload = {
+        "model": cfg.model,
+        "threads": cfg.threads,
+        "n_ctx": cfg.n_ctx,
+        "slots": cfg.slots,
+        "max_tokens": cfg.max_tokens,
+        "repeats": cfg.repeats,
+        "streams": list(cfg.streams),
+        "prompts": list(cfg.prompts),
+        "long_prompt": cfg.long_prompt,
+    }
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.inproc", peer.key, json.dumps(workload)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        text=True,
+    )
+    assert proc.stdout is not None
+    cold = float("nan")
+    result: dict[str, Any] = {}
+    for line in proc.stdout:
+        if line.strip() == "FIRST_TOKEN":
+            cold = time.perf_counter() - t0
+            progress.step(f"{peer.label}: first token after {cold:.2f}s")
+        elif line.startswith("{"):
+            result = json.loads(line)
+    if proc.wait() != 0 or not result:
+        raise RuntimeError(f"{peer.label} failed (exit {proc.returncode})")
+    singles = result["single"]
+    out: dict[str, Any] = {
+        "cold_start_s": cold,
+        "single_tps": _median([s["decode_tps"] for s in singles]),
+        "ttft_p50_1": _median([s["ttft_s"] * 1000 for s in singles]),
+        "prefill_tps": _median(result["prefill"]),
+        "rss_mb": result["rss_mb"],
+    }
+    for c, v in (result.get("aggregate") or {}).items():
+        out[f"agg_{c}"] = v
+    progress.step(f"{peer.label}: single stream {out['single_tps']:.1f} tok/s")
+    return out
+
+
+def build_config(args: argparse.Namespace) -> BenchConfig:
+    from core.settings import ModelSourceSettings
+    from core.sources import resolve_model
+
+    model = str(resolve_model(args.model, ModelSourceSettings()))
+    quick = args.quick
+    streams = tuple(int(s) for s in args.streams.split(",")) if args.streams else None
+    return BenchConfig(
+        model=model,
+        threads=args.threads or os.cpu_count() or 1,
+        n_ctx=args.n_ctx or (1024 if quick else 4096),
+        slots=max(streams or (8,)),
+        max_tokens=args.max_tokens or (12 if quick else 128),
+        repeats=args.repeats or (1 if quick else 3),
+        streams=streams or ((1, 2) if quick else (1, 2, 4, 8)),
+        prompts=tuple(
+            f"Count from {s} upwards: {s}, {s + 1}, {s + 2}, {s + 3},"
+            for s in (1, 100, 250, 400, 600, 800, 1000, 1200, 1500, 2000, 3000, 5000)
+        ),
+        long_prompt=_SENTENCE * (12 if quick else 60),
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark nimbus against raw llama-cpp-python, llama_cpp.server and "
+        "llama.cpp's llama-server on the same model, threads and prompts.",
+    )
+    p.add_argument("--model", default="default", help="'default' (bundled) or a GGUF path")
+    p.add_argument("--threads", type=int, help="CPU threads for every peer (default: all cores)")
+    p.add_argument("--peers", default=",".join(PEERS), help=f"subset of {','.join(PEERS)}")
+    p.add_argument("--streams", help="concurrency levels, e.g. 1,2,4,8")
+    p.add_argument("--max-tokens", type=int, help="tokens per stream (128; quick: 12)")
+    p.add_argument("--repeats", type=int, help="runs per measurement (3; quick: 1)")
+    p.add_argument("--n-ctx", type=int, help="context / KV cache size (4096; quick: 1024)")
+    p.add_argument("--quick", action="store_true", help="tiny settings: a smoke run of the harness")
+    p.add_argument("--no-build", action="store_true", help="skip building llama-server")
+    p.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Terminated (e.g. by `timeout`): unwind so every started peer process is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    cfg = build_config(args)
+    keys = [k.strip() for k in args.peers.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in PEERS]
+    if unknown:
+        print(f"unknown peers: {unknown}; choose from {list(PEERS)}", file=sys.stderr)
+        return 2
+    logs = args.out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    per_http = 4 + len(cfg.streams)
+    total = sum(per_http if PEERS[k].kind == "http" else 2 for k in keys)
+    progress = Progress(total)
+    skipped: dict[str, str] = {}
+    llama_server = None
+    if "llama_server" in keys:
+        llama_server, why = resolve_llama_server(not args.no_build, progress.say)
+        if llama_server is None:
+            skipped["llama_server"] = why
+    if "llama_cpp_server" in keys and (why := python_server_missing() or ""):
+        skipped["llama_cpp_server"] = "skipped: " + why
+    for key, why in skipped.items():
+        progress.say(f"{PEERS[key].label}: {why}")
+    results: dict[str, dict[str, Any]] = {}
+    started = time.perf_counter()
+    for key in keys:
+        if key in skipped:
+            continue
+        peer = PEERS[key]
+        try:
+            if peer.kind == "http":
+                results[key] = measure_http(peer, cfg, llama_server, logs, progress)
+            else:
+                results[key] = measure_inproc(peer, cfg, progress)
+        except Exception as exc:
+            skipped[key] = f"failed: {exc}"
+            progress.say(f"{peer.label}: failed: {exc}")
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if "model name" in ln), cpu)
+    except OSError:
+        pass
+    meta = {
+        "model_name": Path(cfg.model).name,
+        "threads": cfg.threads,
+        "n_ctx": cfg.n_ctx,
+        "slots": cfg.slots,
+        "max_tokens": cfg.max_tokens,
+        "repeats": cfg.repeats,
+        "streams": list(cfg.streams),
+        "cpu": f"{os.cpu_count()} cores, {cpu}",
+        "command": "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "duration_s": round(time.perf_counter() - started, 1),
+        "long_prompt_tokens": next(
+            (r["long_prompt_tokens"] for r in results.values() if "long_prompt_tokens" in r), "?"
+        ),
+        "skipped": skipped,
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    labels = {k: PEERS[k].label for k in keys}
+    written = write(args.out, results, labels, meta, chart=not args.no_chart)
+    print((args.out / "bench.md").read_text())
+    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    return 0 if results else 1

@@ -1,0 +1,225 @@
+"""Thin typed wrappers over llama-cpp-python's low-level (ctypes) llama.cpp bindings.
+
+Only the engine thread imports this module (it loads libllama). ``Llama`` (the high-level class)
+is not used: it owns a single-sequence context, and continuous batching needs one context with
+one sequence id per slot, a shared batch and a C sampler chain per request."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import llama_cpp as C
+from llama_cpp import _internals
+
+from core.engine.types import SamplingParams
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+DEFAULT_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: a fresh random seed per sampler
+PENALTY_LAST_N = 64  # the window llama-cpp-python's Llama uses for repetition penalties
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            from llama_cpp import _logger
+
+            _logger.set_verbose(False)  # llama.cpp's info logs (context set-up) go nowhere
+            C.llama_backend_init()
+            _backend_ready = True
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    n_ctx: int
+    n_batch: int
+    n_seq: int
+    n_threads: int
+
+
+class Model:
+    """A loaded GGUF model (mmap'd when asked): vocabulary, tokenizer, metadata."""
+
+    def __init__(self, path: str, *, n_gpu_layers: int, use_mmap: bool) -> None:
+        _init_backend()
+        params = C.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers
+        params.use_mmap = use_mmap
+        self._impl: Any = _internals.LlamaModel(path_model=path, params=params, verbose=False)
+        self.ptr: Any = self._impl.model
+        self.vocab: Any = self._impl.vocab
+        self.n_vocab = int(C.llama_vocab_n_tokens(self.vocab))
+        self.n_ctx_train = int(self._impl.n_ctx_train())
+        self._piece = ctypes.create_string_buffer(256)
+        # Per-token answers cached in Python: every ctypes call releases and re-takes the GIL,
+        # and under load the HTTP thread can hold it for a while each time (a convoy per token).
+        self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self._impl.metadata())
+
+    def tokenize(self, text: bytes, *, add_bos: bool, special: bool) -> list[int]:
+        return list(self._impl.tokenize(text, add_bos=add_bos, special=special))
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        """The bytes of one token (a UTF-8 character may span several tokens)."""
+        if not special:
+            cached = self._pieces.get(token)
+            if cached is None:
+                cached = self._pieces[token] = self._piece_of(token, special=False)
+            return cached
+        return self._piece_of(token, special=True)
+
+    def _piece_of(self, token: int, *, special: bool) -> bytes:
+        n = C.llama_token_to_piece(self.vocab, token, self._piece, 256, 0, special)
+        if n < 0:  # buffer too small (never for real vocabularies): retry at the asked size
+            buf = ctypes.create_string_buffer(-n)
+            n = C.llama_token_to_piece(self.vocab, token, buf, -n, 0, special)
+            return bytes(buf.raw[:n])
+        return bytes(self._piece.raw[:n])
+
+    def is_eog(self, token: int) -> bool:
+        eog = self._eog.get(token)
+        if eog is None:
+            eog = self._eog[token] = bool(C.llama_vocab_is_eog(self.vocab, token))
+        return eog
+
+    @property
+    def bos(self) -> int:
+        return int(C.llama_vocab_bos(self.vocab))
+
+    @property
+    def eos(self) -> int:
+        return int(C.llama_vocab_eos(self.vocab))
+
+    def close(self) -> None:
+        self._impl.close()
+
+
+class Context:
+    """One llama.cpp context whose KV cache is shared (unified) by ``n_seq`` sequences."""
+
+    def __init__(self, model: Model, config: ContextConfig) -> None:
+        params = C.llama_context_default_params()
+        params.n_ctx = config.n_ctx
+        params.n_batch = config.n_batch
+        params.n_ubatch = config.n_batch
+        params.n_seq_max = config.n_seq
+        params.n_threads = config.n_threads
+        params.n_threads_batch = config.n_threads
+        # One pool of KV cells for all sequences: a shared prefix is stored once (seq_cp only
+        # tags cells) and a request can use the whole window when the others are short.
+        params.kv_unified = True
+        params.no_perf = True
+        ctx = C.llama_init_from_model(model.ptr, params)
+        if ctx is None:
+            raise RuntimeError("llama.cpp could not create a context")
+        self.ptr: Any = ctx
+        self.n_ctx = int(C.llama_n_ctx(ctx))
+        self.n_batch = config.n_batch
+        self.memory: Any = C.llama_get_memory(ctx)
+        self._batch: Any = C.llama_batch_init(config.n_batch, 0, 1)
+        self._n = 0
+
+    # -- KV cells ---------------------------------------------------------------------------
+    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
+        return bool(C.llama_memory_seq_rm(self.memory, seq, p0, p1))
+
+    def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
+        C.llama_memory_seq_cp(self.memory, src, dst, p0, p1)
+
+    def clear(self) -> None:
+        C.llama_memory_clear(self.memory, True)
+
+    # -- batch ------------------------------------------------------------------------------
+    def batch_clear(self) -> None:
+        self._n = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self._n
+
+    def batch_add(self, token: int, pos: int, seq: int, logits: bool) -> int:
+        """Append one token; returns its row index (for sampling when ``logits``)."""
+        b, i = self._batch, self._n
+        b.token[i] = token
+        b.pos[i] = pos
+        b.n_seq_id[i] = 1
+        b.seq_id[i][0] = seq
+        b.logits[i] = logits
+        self._n = i + 1
+        return i
+
+    def decode(self) -> int:
+        """0 ok, 1 no KV room (nothing changed), 2 aborted, < 0 error."""
+        self._batch.n_tokens = self._n
+        return int(C.llama_decode(self.ptr, self._batch))
+
+    def close(self) -> None:
+        if self._batch is not None:
+            C.llama_batch_free(self._batch)
+            self._batch = None
+        if self.ptr is not None:
+            C.llama_free(self.ptr)
+            self.ptr = None
+
+
+class Sampler:
+    """A per-request llama.cpp sampler chain (penalties, grammar, top-k/p, min-p, temp, dist)."""
+
+    def __init__(self, model: Model, params: SamplingParams, grammar: str | None) -> None:
+        chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
+        self.ptr: Any = chain
+        add = C.llama_sampler_chain_add
+        if (params.repeat_penalty, params.frequency_penalty, params.presence_penalty) != (
+            1.0,
+            0.0,
+            0.0,
+        ):
+            add(
+                chain,
+                C.llama_sampler_init_penalties(
+                    PENALTY_LAST_N,
+                    params.repeat_penalty,
+                    params.frequency_penalty,
+                    params.presence_penalty,
+                ),
+            )
+        if grammar is not None:
+            g = C.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+            if g is None:
+                self.close()
+                raise ValueError("llama.cpp could not parse the grammar")
+            add(chain, g)
+        if params.temperature <= 0:
+            add(chain, C.llama_sampler_init_greedy())
+        else:
+            add(chain, C.llama_sampler_init_top_k(params.top_k))
+            add(chain, C.llama_sampler_init_top_p(params.top_p, 1))
+            add(chain, C.llama_sampler_init_min_p(params.min_p, 1))
+            add(chain, C.llama_sampler_init_temp(params.temperature))
+            seed = params.seed if params.seed is not None else DEFAULT_SEED
+            add(chain, C.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    def sample(self, ctx: Context, row: int) -> int:
+        """Sample from the logits of batch row ``row`` (and accept the token into the chain)."""
+        return int(C.llama_sampler_sample(self.ptr, ctx.ptr, row))
+
+    def close(self) -> None:
+        if self.ptr is not None:
+            C.llama_sampler_free(self.ptr)
+            self.ptr = None
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

@@ -1,0 +1,85 @@
+"""A short smoke run of the benchmark harness (benchmarks are not tests; this checks it works)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.report import markdown, targets
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_quick_run_writes_table_json_and_chart(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--peers",
+            "engine,nimbus,llama_server",
+            "--no-build",
+            "--streams",
+            "1,2",
+            "--max-tokens",
+            "4",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[ 1/" in proc.stderr  # progress is shown while it runs
+    data = json.loads((tmp_path / "bench.json").read_text())
+    nimbus = data["results"]["nimbus"]
+    assert nimbus["single_tps"] > 0 and nimbus["agg_2"] > 0 and nimbus["prefill_tps"] > 0
+    assert 0 < nimbus["cold_start_s"] < 300 and nimbus["rss_mb"] > 50
+    assert data["results"]["engine"]["single_tps"] > 0
+    assert "llama_server" not in data["results"]
+    assert "--no-build" in data["meta"]["skipped"]["llama_server"]
+    table = (tmp_path / "bench.md").read_text()
+    assert "| single-stream decode, tok/s |" in table and "nimbus (HTTP)" in table
+    assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_targets_compare_nimbus_with_the_peers() -> None:
+    results = {
+        "nimbus": {"single_tps": 100.0, "agg_4": 150.0, "rss_mb": 300.0, "followup_ratio": 0.1},
+        "llama_server": {"single_tps": 90.0, "agg_4": 160.0, "rss_mb": 220.0},
+        "llama_cpp_server": {"single_tps": 60.0, "agg_4": 60.0},
+    }
+    met = {what: ok for what, _, ok in targets(results)}
+    assert met["single stream >= 1.0x llama-server"] is True
+    assert met["aggregate @4 >= 1.0x llama-server"] is False
+    assert met["aggregate @4 >= 2x llama_cpp.server"] is True
+    assert met["peak RSS <= llama-server + 60 MB"] is False
+    assert met["follow-up TTFT <= 0.2x cold prefill"] is True
+    assert met["cold start <= 1.2x llama-server"] is None  # not measured: no verdict
+    labels = {"nimbus": "nimbus (HTTP)", "llama_server": "llama-server"}
+    meta = {
+        "model_name": "m.gguf",
+        "threads": 2,
+        "n_ctx": 1024,
+        "slots": 4,
+        "max_tokens": 8,
+        "repeats": 1,
+        "cpu": "2 cores",
+        "command": "python -m benchmarks",
+    }
+    table = markdown(results, labels, meta)
+    assert "| single-stream decode, tok/s | 100 | 90 |" in table
+    assert "1.11x" in table
