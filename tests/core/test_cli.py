@@ -67,3 +67,15 @@ def test_generate_streams_from_the_bundled_model() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
     assert "tokens" in proc.stderr and "tok/s" in proc.stderr
+
+
+def test_readme_configuration_table_is_the_generated_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The README's table is `nimbus config --markdown` on defaults: a new setting must appear there.
+    for name in [k for k in os.environ if k.startswith("NIMBUS_")]:
+        monkeypatch.delenv(name)
+    assert main(["config", "--markdown"]) == 0
+    table = capsys.readouterr().out.strip()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert table in readme
