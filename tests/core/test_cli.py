@@ -70,7 +70,7 @@ def test_generate_streams_from_the_bundled_model() -> None:
 
 
 def test_readme_configuration_table_is_the_generated_one(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The README's table is `nimbus config --markdown` on defaults: a new setting must appear there.
     for name in [k for k in os.environ if k.startswith("NIMBUS_")]:
