@@ -97,7 +97,7 @@ class ModalDeploySettings(BaseSettings):
         ge=1,
         le=10000,
         description="Concurrent requests per container the autoscaler aims for (capped at the "
-        "engine's capacity, max_queue + 1).",
+        "engine's capacity, slots + max_queue).",
     )
     memory_snapshot: bool = Field(
         True, description="Enable Modal memory snapshots (imports + model lookup restored)."
@@ -273,9 +273,9 @@ def container_env(
 
 
 def max_inputs(settings: Settings) -> int:
-    """What one container can hold: one generating request plus ``max_queue`` waiting.
+    """What one container can hold: ``slots`` generating requests plus ``max_queue`` waiting.
     More would only earn 503s from the engine; Modal routes the excess to another container."""
-    return settings.limits.max_queue + 1
+    return settings.engine.slots + settings.limits.max_queue
 
 
 def concurrency(deploy: ModalDeploySettings, settings: Settings) -> dict[str, int]:

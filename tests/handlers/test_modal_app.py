@@ -84,9 +84,10 @@ def test_default_class_is_warm_snapshotted_and_sized(definition: dict[str, Any])
 
 def test_concurrency_is_what_the_engine_can_hold(monkeypatch: pytest.MonkeyPatch) -> None:
     d = function_definition(load_modal_app(monkeypatch).Model)
-    # Default max_queue 16: one generating + 16 waiting; the autoscaler aims at 4 per container.
-    assert (d["max_concurrent_inputs"], d["target_concurrent_inputs_int"]) == (17, 4)
-    d = function_definition(load_modal_app(monkeypatch, NIMBUS_LIMITS__MAX_QUEUE="1").Model)
+    # Defaults: 4 slots generating + 16 waiting; the autoscaler aims at 4 per container.
+    assert (d["max_concurrent_inputs"], d["target_concurrent_inputs_int"]) == (20, 4)
+    small = load_modal_app(monkeypatch, NIMBUS_LIMITS__MAX_QUEUE="1", NIMBUS_ENGINE__SLOTS="1")
+    d = function_definition(small.Model)
     assert (d["max_concurrent_inputs"], d["target_concurrent_inputs_int"]) == (2, 2)
 
 
