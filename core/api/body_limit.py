@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from core.api.errors import error_body
+from core.api.errors import send_error
 from core.errors import PayloadTooLargeError
 
 Scope = MutableMapping[str, Any]
@@ -59,19 +58,7 @@ class BodyLimitMiddleware:
 
     async def _reject(self, send: Send) -> None:
         error = PayloadTooLargeError(f"request body is larger than {self.max_bytes} bytes")
-        body = json.dumps(error_body(error)).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": error.status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, error, close=True)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,6 +34,19 @@ def error_body(error: NimbusError) -> dict[str, Any]:
             "param": error.param,
         }
     }
+
+
+async def send_error(
+    send: Callable[[dict[str, Any]], Awaitable[None]], error: NimbusError, *, close: bool = False
+) -> None:
+    """Answer at the raw ASGI level (middleware that runs before FastAPI), same shape as below."""
+    body = json.dumps(error_body(error)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def error_response(error: NimbusError) -> JSONResponse:

@@ -4,11 +4,10 @@ Python's recursion limit inside the JSON parser)."""
 
 from __future__ import annotations
 
-import json
 import re
 
 from core.api.body_limit import ASGIApp, Message, Receive, Scope, Send
-from core.api.errors import error_body
+from core.api.errors import send_error
 from core.errors import InvalidJSONError, InvalidRequestError, NimbusError
 
 
@@ -111,15 +110,4 @@ def _is_json(scope: Scope) -> bool:
 
 
 async def _reject(send: Send, error: NimbusError) -> None:
-    body = json.dumps(error_body(error)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, error)
