@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,10 +30,14 @@ class StreamRun:
 
 
 def stream_completion(
-    base_url: str, prompt: str, max_tokens: int, *, timeout: float = 600
+    base_url: str,
+    prompt: str,
+    max_tokens: int,
+    *,
+    timeout: float = 600,
+    client: httpx.Client | None = None,
 ) -> StreamRun:
     """One streamed completion; every SSE chunk with text counts as one token."""
-    run = StreamRun(time.perf_counter())
     body = {
         "model": "bench",
         "prompt": prompt,
@@ -39,10 +45,11 @@ def stream_completion(
         "temperature": 0,
         "stream": True,
     }
-    with (
-        httpx.Client(timeout=timeout) as client,
-        client.stream("POST", f"{base_url}/v1/completions", json=body) as resp,
-    ):
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(httpx.Client(timeout=timeout))
+        run = StreamRun(time.perf_counter())
+        resp = stack.enter_context(client.stream("POST", f"{base_url}/v1/completions", json=body))
         run.status = resp.status_code
         for line in resp.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -78,19 +85,36 @@ def prompt_latency(base_url: str, prompt: str) -> tuple[int, float]:
     return int(resp.json()["usage"]["prompt_tokens"]), elapsed
 
 
+def _accepts(base_url: str) -> bool:
+    host, port = httpx.URL(base_url).host, httpx.URL(base_url).port
+    try:
+        with socket.create_connection((host, port or 80), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def first_token_when_up(
     base_url: str, prompt: str, deadline: float, alive: Callable[[], bool] = lambda: True
 ) -> float:
-    """Poll until the server streams a token (it may be starting or loading); returns when."""
-    while time.perf_counter() < deadline:
-        if not alive():
-            raise RuntimeError(f"the server at {base_url} exited before answering")
-        try:
-            run = stream_completion(base_url, prompt, 1, timeout=60)
-        except httpx.TransportError:
-            time.sleep(0.01)
-            continue
-        if run.status == 200 and run.token_times:
-            return run.token_times[0]
-        time.sleep(0.01)
+    """Poll until the server streams a token (it may be starting or loading); returns when.
+
+    Polling is cheap on purpose (a bare TCP connect until the port opens, then one reused HTTP
+    client): a client that burns a core while it waits slows the start it is timing, and on a
+    2-core machine it slows a Python server's imports more than a C++ server's start."""
+    with httpx.Client(timeout=60) as client:
+        while time.perf_counter() < deadline:
+            if not alive():
+                raise RuntimeError(f"the server at {base_url} exited before answering")
+            if not _accepts(base_url):
+                time.sleep(0.005)
+                continue
+            try:
+                run = stream_completion(base_url, prompt, 1, client=client)
+            except httpx.TransportError:
+                time.sleep(0.005)
+                continue
+            if run.status == 200 and run.token_times:
+                return run.token_times[0]
+            time.sleep(0.005)
     raise TimeoutError(f"{base_url} did not stream a token in time")

@@ -105,25 +105,30 @@ class LlamaEngine:
 
     def _open(self, path: Path) -> tuple[Model, Context]:
         # Heavy import (loads libllama): only when a model is really loaded.
-        from core.engine.lowlevel import Context, ContextConfig, Model
+        from core.engine.lowlevel import Context, ContextConfig, Model, quiet_native_logs
 
         eng = self._settings.engine
+        config = ContextConfig(
+            n_ctx=eng.n_ctx,
+            n_batch=min(eng.n_batch, eng.n_ctx),
+            n_seq=eng.slots,
+            n_threads=eng.n_threads,
+        )
         try:
-            model = Model(str(path), n_gpu_layers=eng.n_gpu_layers, use_mmap=eng.use_mmap)
-        except Exception as exc:
-            raise ModelLoadError(
-                f"model {self._settings.model!r}: llama.cpp could not load {path}: {exc}"
-            ) from exc
+            with quiet_native_logs():
+                model = Model(str(path), n_gpu_layers=eng.n_gpu_layers, use_mmap=eng.use_mmap)
+        except Exception:
+            # Once more with llama.cpp's logs on, so its reason reaches stderr.
+            try:
+                model = Model(str(path), n_gpu_layers=eng.n_gpu_layers, use_mmap=eng.use_mmap)
+            except Exception as exc:
+                raise ModelLoadError(
+                    f"model {self._settings.model!r}: llama.cpp could not load {path}: {exc}"
+                ) from exc
         try:
-            ctx = Context(
-                model,
-                ContextConfig(
-                    n_ctx=eng.n_ctx,
-                    n_batch=min(eng.n_batch, eng.n_ctx),
-                    n_seq=eng.slots,
-                    n_threads=eng.n_threads,
-                ),
-            )
+            with quiet_native_logs():
+                ctx = Context(model, config)
+            ctx.warm_up(model.bos if model.bos >= 0 else 0)
         except Exception as exc:
             model.close()
             raise ModelLoadError(f"model {self._settings.model!r}: {exc}") from exc
