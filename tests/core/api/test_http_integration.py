@@ -121,6 +121,18 @@ def test_seeded_sampling_is_repeatable(http: httpx.Client) -> None:
     assert other["choices"][0]["message"]["content"]
 
 
+def test_repetition_penalties_are_applied(http: httpx.Client) -> None:
+    # Greedy counting repeats ", " between numbers; penalising repeats must change the text
+    # (and must not fail: llama.cpp's penalties sampler takes the vocabulary size first).
+    body = {"prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 24, "temperature": 0}
+    plain = http.post("/v1/completions", json=body)
+    assert plain.status_code == 200, plain.text
+    for extra in ({"frequency_penalty": 1.5}, {"repeat_penalty": 2.0}):
+        resp = http.post("/v1/completions", json={**body, **extra})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["choices"][0]["text"] != plain.json()["choices"][0]["text"], extra
+
+
 def test_stop_sequence_cuts_output(http: httpx.Client) -> None:
     body = {"prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 30, "temperature": 0}
     free = http.post("/v1/completions", json=body).json()["choices"][0]["text"]
