@@ -100,6 +100,13 @@ def markdown(
             + " | ".join(cells)
             + f" | {_fmt(r1) + 'x' if r1 else '—'} | {_fmt(r2) + 'x' if r2 else '—'} |"
         )
+    floor = meta.get("import_floor_s")
+    if floor is not None:
+        lines += [
+            "",
+            f"A bare `python -c 'import fastapi, uvicorn, pydantic_settings'` takes {floor:.2f} s "
+            "here: the floor under any FastAPI server's cold start, before a model is touched.",
+        ]
     skipped = meta.get("skipped") or {}
     if skipped:
         lines += ["", *(f"- {labels.get(k, k)}: {why}" for k, why in skipped.items())]

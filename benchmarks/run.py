@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,27 +66,71 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
-def measure_http(
+@dataclass
+class Running:
+    """An HTTP peer that has started and answered; stays up until its measurements are done."""
+
+    peer: Peer
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+    out: dict[str, Any] = field(default_factory=dict)
+
+    def failure(self, exc: Exception) -> RuntimeError:
+        tail = self.log.read_text(errors="replace")[-800:]
+        return RuntimeError(f"{exc}; log tail: {tail}")
+
+
+def start_http(
     peer: Peer, cfg: BenchConfig, llama_server: Path | None, logs: Path, progress: Progress
-) -> dict[str, Any]:
+) -> Running:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = server_command(peer, cfg, port, llama_server)
+    log = logs / f"{peer.key}.log"
     t0 = time.perf_counter()
-    proc = start(cmd, server_env(cfg), logs / f"{peer.key}.log")
+    proc = start(cmd, server_env(cfg), log)
+    running = Running(peer, proc, url, log)
     try:
         first = http_load.first_token_when_up(
             url, cfg.prompts[0], t0 + 300, alive=lambda: proc.poll() is None
         )
-        out: dict[str, Any] = {"cold_start_s": first - t0}
-        progress.step(f"{peer.label}: up, first token after {first - t0:.2f}s")
-        singles = [
-            http_load.stream_completion(url, cfg.prompts[i % len(cfg.prompts)], cfg.max_tokens)
-            for i in range(cfg.repeats)
-        ]
-        out["single_tps"] = _median([r.decode_tps for r in singles])
-        out["ttft_p50_1"] = _median([r.ttft_s * 1000 for r in singles])
-        progress.step(f"{peer.label}: single stream {out['single_tps']:.1f} tok/s")
+    except Exception as exc:
+        stop(proc)
+        raise running.failure(exc) from exc
+    running.out["cold_start_s"] = first - t0
+    progress.step(f"{peer.label}: up, first token after {first - t0:.2f}s")
+    return running
+
+
+def single_streams(servers: list[Running], cfg: BenchConfig, progress: Progress) -> None:
+    """Single-stream rounds, one stream per peer per round, in rotating order.
+
+    Side by side rather than peer after peer: on a shared machine the speed drifts by several
+    percent over minutes, and the ratio between peers is what the targets are about."""
+    runs: dict[str, list[http_load.StreamRun]] = {s.peer.key: [] for s in servers}
+    rounds = 2 * cfg.repeats
+    for r in range(rounds):
+        order = servers[r % len(servers) :] + servers[: r % len(servers)]
+        prompt = cfg.prompts[r % len(cfg.prompts)]
+        for server in order:
+            try:
+                runs[server.peer.key].append(
+                    http_load.stream_completion(server.url, prompt, cfg.max_tokens)
+                )
+            except Exception as exc:
+                raise server.failure(exc) from exc
+    for server in servers:
+        singles = runs[server.peer.key]
+        server.out["single_tps"] = _median([x.decode_tps for x in singles])
+        server.out["ttft_p50_1"] = _median([x.ttft_s * 1000 for x in singles])
+        progress.step(f"{server.peer.label}: single stream {server.out['single_tps']:.1f} tok/s")
+
+
+def measure_rest(server: Running, cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
+    """Concurrency, prefill and the prefix cache for one peer, then its peak RSS."""
+    url, out, label = server.url, server.out, server.peer.label
+    try:
         for c in cfg.streams:
             aggs, ttfts = [], []
             for rep in range(cfg.repeats):
@@ -96,7 +141,7 @@ def measure_http(
             out[f"agg_{c}"] = _median(aggs)
             out[f"ttft_p50_{c}"] = _pct(ttfts, 0.5)
             out[f"ttft_p95_{c}"] = _pct(ttfts, 0.95)
-            progress.step(f"{peer.label}: {c} streams {out[f'agg_{c}']:.1f} tok/s aggregate")
+            progress.step(f"{label}: {c} streams {out[f'agg_{c}']:.1f} tok/s aggregate")
         rates = []
         for i in range(cfg.repeats):
             n, dt = http_load.prompt_latency(url, f"{i} {time.time()} {cfg.long_prompt}")
@@ -109,16 +154,15 @@ def measure_http(
         out["followup_ratio"] = warm / cold
         out["followup_ms"], out["cold_prefill_ms"] = warm * 1000, cold * 1000
         progress.step(
-            f"{peer.label}: prefill {out['prefill_tps']:.0f} tok/s, "
+            f"{label}: prefill {out['prefill_tps']:.0f} tok/s, "
             f"follow-up {warm * 1000:.0f} ms vs cold {cold * 1000:.0f} ms"
         )
-        out["rss_mb"] = peak_rss_mb(proc.pid)
+        out["rss_mb"] = peak_rss_mb(server.proc.pid)
         return out
     except Exception as exc:
-        log = (logs / f"{peer.key}.log").read_text(errors="replace")[-800:]
-        raise RuntimeError(f"{exc}; log tail: {log}") from exc
+        raise server.failure(exc) from exc
     finally:
-        stop(proc)
+        stop(server.proc)
 
 
 def measure_inproc(peer: Peer, cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
@@ -165,6 +209,19 @@ def measure_inproc(peer: Peer, cfg: BenchConfig, progress: Progress) -> dict[str
         out[f"agg_{c}"] = v
     progress.step(f"{peer.label}: single stream {out['single_tps']:.1f} tok/s")
     return out
+
+
+def import_floor_s(runs: int = 3) -> float:
+    """Seconds for a bare interpreter to import the web stack any FastAPI server needs: the part
+    of a Python server's cold start that no loading strategy can overlap or avoid."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", "import fastapi, uvicorn, pydantic_settings"], check=True
+        )
+        times.append(time.perf_counter() - t0)
+    return _median(times)
 
 
 def build_config(args: argparse.Namespace) -> BenchConfig:
@@ -222,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    per_http = 4 + len(cfg.streams)
+    per_http = 3 + len(cfg.streams)
     total = sum(per_http if PEERS[k].kind == "http" else 2 for k in keys)
     progress = Progress(total)
     skipped: dict[str, str] = {}
@@ -237,18 +294,37 @@ def main(argv: list[str] | None = None) -> int:
         progress.say(f"{PEERS[key].label}: {why}")
     results: dict[str, dict[str, Any]] = {}
     started = time.perf_counter()
-    for key in keys:
-        if key in skipped:
-            continue
-        peer = PEERS[key]
-        try:
-            if peer.kind == "http":
-                results[key] = measure_http(peer, cfg, llama_server, logs, progress)
-            else:
-                results[key] = measure_inproc(peer, cfg, progress)
-        except Exception as exc:
-            skipped[key] = f"failed: {exc}"
-            progress.say(f"{peer.label}: failed: {exc}")
+    floor = import_floor_s()
+    progress.say(f"python + `import fastapi, uvicorn, pydantic_settings`: {floor:.2f}s")
+    # In-process peers run alone; then every HTTP peer starts (one at a time: cold start is
+    # its own) and stays up for the side-by-side single-stream rounds; then each in turn gets
+    # the concurrency, prefill and prefix-cache workload and is stopped.
+    servers: list[Running] = []
+    try:
+        for key in keys:
+            if key in skipped:
+                continue
+            peer = PEERS[key]
+            try:
+                if peer.kind == "http":
+                    servers.append(start_http(peer, cfg, llama_server, logs, progress))
+                else:
+                    results[key] = measure_inproc(peer, cfg, progress)
+            except Exception as exc:
+                skipped[key] = f"failed: {exc}"
+                progress.say(f"{peer.label}: failed: {exc}")
+        if servers:
+            single_streams(servers, cfg, progress)
+        while servers:
+            server = servers.pop(0)
+            try:
+                results[server.peer.key] = measure_rest(server, cfg, progress)
+            except Exception as exc:
+                skipped[server.peer.key] = f"failed: {exc}"
+                progress.say(f"{server.peer.label}: failed: {exc}")
+    finally:
+        for server in servers:
+            stop(server.proc)
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -270,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             (r["long_prompt_tokens"] for r in results.values() if "long_prompt_tokens" in r), "?"
         ),
         "skipped": skipped,
+        "import_floor_s": round(floor, 3),
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     labels = {k: PEERS[k].label for k in keys}

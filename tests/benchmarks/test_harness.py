@@ -24,7 +24,7 @@ def test_quick_run_writes_table_json_and_chart(tmp_path: Path) -> None:
             "benchmarks",
             "--quick",
             "--peers",
-            "engine,nimbus,llama_server",
+            "engine,nimbus,llama_cpp_server,llama_server",
             "--no-build",
             "--streams",
             "1,2",
@@ -49,10 +49,16 @@ def test_quick_run_writes_table_json_and_chart(tmp_path: Path) -> None:
     assert nimbus["single_tps"] > 0 and nimbus["agg_2"] > 0 and nimbus["prefill_tps"] > 0
     assert 0 < nimbus["cold_start_s"] < 300 and nimbus["rss_mb"] > 50
     assert data["results"]["engine"]["single_tps"] > 0
+    # Both HTTP servers were up together for the side-by-side single-stream rounds.
+    other = data["results"]["llama_cpp_server"]
+    assert other["single_tps"] > 0 and other["agg_2"] > 0 and other["rss_mb"] > 50
+    assert proc.stderr.count("single stream") == 3
     assert "llama_server" not in data["results"]
     assert "--no-build" in data["meta"]["skipped"]["llama_server"]
     table = (tmp_path / "bench.md").read_text()
     assert "| single-stream decode, tok/s |" in table and "nimbus (HTTP)" in table
+    assert 0 < data["meta"]["import_floor_s"] < nimbus["cold_start_s"]
+    assert "import fastapi, uvicorn, pydantic_settings" in table
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
 
 
