@@ -94,6 +94,7 @@ class BatchScheduler:
         max_waiting: int,
         retry_after_s: int,
         prefix_cache: bool = True,
+        warm_up_token: int | None = None,
     ) -> None:
         self._model = model
         self._ctx = ctx
@@ -101,6 +102,7 @@ class BatchScheduler:
         self._chunk = max(1, min(prefill_chunk, ctx.n_batch))
         self._max_waiting = max_waiting
         self._prefix_cache = prefix_cache
+        self._warm_up_token = warm_up_token
         self._retry_after = str(retry_after_s)
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
@@ -159,6 +161,7 @@ class BatchScheduler:
     # -- engine thread ------------------------------------------------------------------------
     def _loop(self) -> None:
         try:
+            self._warm_up()
             while self._wait_for_work():
                 self._admit()
                 self._retire_cancelled()
@@ -175,6 +178,18 @@ class BatchScheduler:
             self._fail_all(exc)
         finally:
             self._fail_all(ModelNotReadyError("server is shutting down"))
+
+    def _warm_up(self) -> None:
+        # Here, on the engine thread, and nowhere else: llama.cpp's OpenMP build gives every
+        # thread that decodes its own team of worker threads, and once more threads exist than
+        # cores libgomp stops spinning at barriers. A warm-up decoded on the loading thread
+        # (which stays alive in-process) left in-process decoding 3x slower (measured).
+        if self._warm_up_token is None:
+            return
+        try:
+            self._ctx.warm_up(self._warm_up_token)
+        except Exception:  # only a speed-up: the first request pays instead
+            log.warning("warm-up decode failed", exc_info=True)
 
     def _wait_for_work(self) -> bool:
         with self._cond:

@@ -96,6 +96,7 @@ class LlamaEngine:
             max_waiting=self._settings.limits.max_queue,
             retry_after_s=self._settings.limits.retry_after_s,
             prefix_cache=eng.prefix_cache,
+            warm_up_token=max(model.bos, 0),
         )
         self._scheduler.start()
         self._state, self._detail = "ready", None
@@ -128,7 +129,6 @@ class LlamaEngine:
         try:
             with quiet_native_logs():
                 ctx = Context(model, config)
-            ctx.warm_up(model.bos if model.bos >= 0 else 0)
         except Exception as exc:
             model.close()
             raise ModelLoadError(f"model {self._settings.model!r}: {exc}") from exc

@@ -216,8 +216,7 @@ class Context:
     def warm_up(self, token: int) -> None:
         """Decode one token and forget it, as llama-server does at start: the first real
         request then does not pay for thread start-up and first-touch page faults of the
-        weights (measured ~70 ms on the bundled model), and this runs while the web stack is
-        still importing."""
+        weights (measured ~70 ms on the bundled model). Call it from the thread that decodes."""
         self.batch_clear()
         self.batch_add(token, 0, 0, True)
         self.decode()

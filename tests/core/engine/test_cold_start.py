@@ -104,3 +104,42 @@ def test_warm_up_leaves_the_kv_cache_empty() -> None:
     finally:
         ctx.close()
         model.close()
+
+
+@pytest.mark.integration
+def test_only_the_engine_thread_decodes_warm_up_included(monkeypatch: pytest.MonkeyPatch) -> None:
+    # llama.cpp's OpenMP build gives each decoding thread its own worker team; with more workers
+    # than cores libgomp stops spinning at barriers and decoding ran 3x slower in-process.
+    import asyncio
+    import threading
+
+    from core.engine import lowlevel
+    from core.engine.types import GenerationRequest, PromptSegment, SamplingParams
+    from tests.conftest import model_settings
+
+    callers: list[str] = []
+    decode = lowlevel.Context.decode
+
+    def recording(self: lowlevel.Context) -> int:
+        callers.append(threading.current_thread().name)
+        return decode(self)
+
+    monkeypatch.setattr(lowlevel.Context, "decode", recording)
+    engine = LlamaEngine(model_settings(engine={"slots": 2}))
+    engine.load()
+
+    async def generate() -> None:
+        request = GenerationRequest(
+            prompt=(PromptSegment("Hello", special=True),),
+            max_tokens=4,
+            sampling=SamplingParams(temperature=0),
+        )
+        async for _ in engine.submit(request):
+            pass
+
+    try:
+        asyncio.run(generate())
+    finally:
+        engine.close()
+    assert len(callers) >= 2  # the warm-up and the request's steps
+    assert set(callers) == {"nimbus-engine"}
