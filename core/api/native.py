@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from core.api.deps import deadline_of, service_of
 from core.api.schemas import ErrorResponse, GenerateRequest, GenerateResponse, HealthResponse
-from core.api.sse import SSE_DONE, sse_event, sse_response
+from core.api.sse import SSE_DONE, TextEvent, sse_event, sse_response
 from core.engine.stream import GenerationStream
 from core.security import RequestSecurity, request_security
 
@@ -55,8 +55,9 @@ def _seed_fields(info: dict[str, object]) -> dict[str, object]:
 
 
 async def _token_events(stream: GenerationStream, sec: RequestSecurity) -> AsyncIterator[bytes]:
+    token = TextEvent({"token": TextEvent.mark()})
     async for text in sec.stream_text(stream):
-        yield sse_event({"token": text})
+        yield token(text)
     if sec.redactions:
         # An empty token keeps seed clients (which read `token`) working.
         yield sse_event({"token": "", "redactions": sec.redactions})

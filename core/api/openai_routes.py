@@ -25,7 +25,7 @@ from core.api.schemas import (
     TextPart,
     Usage,
 )
-from core.api.sse import SSE_DONE, sse_event, sse_response
+from core.api.sse import SSE_DONE, TextEvent, sse_event, sse_response
 from core.engine.stream import GenerationStream
 from core.engine.types import Completion
 from core.security import RequestSecurity, request_security
@@ -125,8 +125,21 @@ async def _chat_events(
         return sse_event(_with_report(event, sec) if finish else event)
 
     yield chunk({"role": "assistant", "content": ""})
+    token = TextEvent(
+        {
+            **base,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"content": TextEvent.mark()},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            ],
+        }
+    )
     async for text in sec.stream_text(stream):
-        yield chunk({"content": text})
+        yield token(text)
     assert stream.result is not None
     yield chunk({}, _finish(stream.result))
     if include_usage:
@@ -186,10 +199,18 @@ async def _completion_events(
         event = {**base, "choices": [choice]}
         return sse_event(_with_report(event, sec) if finish else event)
 
+    token = TextEvent(
+        {
+            **base,
+            "choices": [
+                {"index": 0, "text": TextEvent.mark(), "logprobs": None, "finish_reason": None}
+            ],
+        }
+    )
     if prefix:
-        yield chunk(prefix)
+        yield token(prefix)
     async for text in sec.stream_text(stream):
-        yield chunk(text)
+        yield token(text)
     assert stream.result is not None
     yield chunk("", _finish(stream.result))
     if include_usage:

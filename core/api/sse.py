@@ -28,6 +28,31 @@ def sse_event(payload: dict[str, Any]) -> bytes:
     )
 
 
+class TextEvent:
+    """An SSE event sent once per token whose payload differs only in one string.
+
+    The payload is encoded once with a marker in that string's place; each token then costs
+    one string encode and two concatenations instead of a full ``json.dumps`` of the dict, CPU
+    that the serving thread would otherwise take from decoding on every token."""
+
+    _MARK = "\u0000nimbus-text\u0000"
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        encoded = sse_event(payload)
+        mark = json.dumps(self._MARK).encode()
+        head, found, tail = encoded.partition(mark)
+        if not found or mark in tail:
+            raise ValueError("the payload must hold TextEvent.MARK exactly once")
+        self._head, self._tail = head, tail
+
+    @classmethod
+    def mark(cls) -> str:
+        return cls._MARK
+
+    def __call__(self, text: str) -> bytes:
+        return self._head + json.dumps(text, ensure_ascii=False).encode() + self._tail
+
+
 async def guarded(stream: GenerationStream, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Wrap an event iterator: errors become an OpenAI error event, and a client that goes away
     (the response task is cancelled) cancels the generation so the engine is freed at once."""
