@@ -1,8 +1,10 @@
 """`make bench` / `python -m benchmarks` / `nimbus bench`: every peer side by side, one run.
 
-Each peer starts fresh as its own process (cold start and peak RSS are its own), then gets the
-same workload: single streams, 1/2/4/8 concurrent streams, a ~1k-token prefill, a follow-up turn
-sharing that prefix. Results go to benchmarks/results/ as Markdown, JSON and PNG."""
+In-process peers run first, each in its own process. Then every HTTP peer starts, one at a time
+(cold start and peak RSS are its own), and stays up: single streams and 1/2/4/8 concurrent
+streams run round by round on each peer in turn, so minutes of machine drift do not land in the
+ratios. Last, each peer alone gets a ~1k-token prefill and a follow-up turn sharing that prefix,
+and is stopped. Results go to benchmarks/results/ as Markdown, JSON and PNG."""
 
 from __future__ import annotations
 
@@ -127,21 +129,35 @@ def single_streams(servers: list[Running], cfg: BenchConfig, progress: Progress)
         progress.step(f"{server.peer.label}: single stream {server.out['single_tps']:.1f} tok/s")
 
 
+def concurrent_streams(servers: list[Running], cfg: BenchConfig, progress: Progress) -> None:
+    """1/2/4/8 concurrent streams, each round run on every peer in rotating order (side by side,
+    as the single streams are), so machine drift does not land in the ratios."""
+    for c in cfg.streams:
+        aggs: dict[str, list[float]] = {s.peer.key: [] for s in servers}
+        ttfts: dict[str, list[float]] = {s.peer.key: [] for s in servers}
+        for rep in range(cfg.repeats):
+            prompts = [cfg.prompts[(k + rep + c) % len(cfg.prompts)] for k in range(c)]
+            shift = (rep + c) % len(servers)
+            for server in servers[shift:] + servers[:shift]:
+                try:
+                    agg, runs = http_load.concurrent_round(server.url, prompts, cfg.max_tokens)
+                except Exception as exc:
+                    raise server.failure(exc) from exc
+                aggs[server.peer.key].append(agg)
+                ttfts[server.peer.key] += [r.ttft_s * 1000 for r in runs]
+        for server in servers:
+            out, key = server.out, server.peer.key
+            out[f"agg_{c}"] = _median(aggs[key])
+            out[f"ttft_p50_{c}"] = _pct(ttfts[key], 0.5)
+            out[f"ttft_p95_{c}"] = _pct(ttfts[key], 0.95)
+        shown = ", ".join(f"{s.peer.label} {s.out[f'agg_{c}']:.1f}" for s in servers)
+        progress.step(f"{c} concurrent streams, aggregate tok/s: {shown}")
+
+
 def measure_rest(server: Running, cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
-    """Concurrency, prefill and the prefix cache for one peer, then its peak RSS."""
+    """Prefill and the prefix cache for one peer, then its peak RSS; stops it."""
     url, out, label = server.url, server.out, server.peer.label
     try:
-        for c in cfg.streams:
-            aggs, ttfts = [], []
-            for rep in range(cfg.repeats):
-                prompts = [cfg.prompts[(k + rep + c) % len(cfg.prompts)] for k in range(c)]
-                agg, runs = http_load.concurrent_round(url, prompts, cfg.max_tokens)
-                aggs.append(agg)
-                ttfts += [r.ttft_s * 1000 for r in runs]
-            out[f"agg_{c}"] = _median(aggs)
-            out[f"ttft_p50_{c}"] = _pct(ttfts, 0.5)
-            out[f"ttft_p95_{c}"] = _pct(ttfts, 0.95)
-            progress.step(f"{label}: {c} streams {out[f'agg_{c}']:.1f} tok/s aggregate")
         rates = []
         for i in range(cfg.repeats):
             n, dt = http_load.prompt_latency(url, f"{i} {time.time()} {cfg.long_prompt}")
@@ -279,8 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    per_http = 3 + len(cfg.streams)
-    total = sum(per_http if PEERS[k].kind == "http" else 2 for k in keys)
+    n_http = sum(PEERS[k].kind == "http" for k in keys)
+    total = sum(3 if PEERS[k].kind == "http" else 2 for k in keys) + (
+        len(cfg.streams) if n_http else 0
+    )
     progress = Progress(total)
     skipped: dict[str, str] = {}
     llama_server = None
@@ -315,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress.say(f"{peer.label}: failed: {exc}")
         if servers:
             single_streams(servers, cfg, progress)
+            concurrent_streams(servers, cfg, progress)
         while servers:
             server = servers.pop(0)
             try:
