@@ -1,9 +1,14 @@
-"""In-process peers, each run in its own process (so cold start and peak RSS are its own).
+"""In-process peers, each in its own process (so cold start and peak RSS are its own), driven
+over stdin/stdout so their single streams can run side by side with the HTTP peers' rounds.
 
-`python -m benchmarks.inproc raw|engine '<json workload>'` prints `FIRST_TOKEN` the moment its
-first token exists (the parent times process start -> first token from that), then one JSON
-line with the measurements.
+`python -m benchmarks.inproc raw|engine '<json workload>'` loads the model, streams one token
+and prints `FIRST_TOKEN` the moment it exists (the parent times process start -> first token
+from that), then answers one JSON command per stdin line with one JSON line:
 
+- `{"cmd": "single", "prompt": ..., "max_tokens": n}` -> `{"ttft_s": .., "decode_tps": ..}`
+- `{"cmd": "rest"}` -> aggregate tok/s (engine only), prefill rates and peak RSS; then it exits.
+
+Peers:
 - raw: llama-cpp-python's `Llama` directly, the floor every server is measured against.
 - engine: nimbus's LlamaEngine without HTTP (the rate the HTTP path should keep within 5% of).
 """
@@ -14,6 +19,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -25,117 +31,135 @@ def _rss_peak_mb() -> float:
     return 0.0
 
 
-def _first_token_marker() -> None:
-    print("FIRST_TOKEN", flush=True)
-
-
-def run_raw(w: dict[str, Any]) -> dict[str, Any]:
-    from llama_cpp import Llama
-
-    llm = Llama(
-        model_path=w["model"],
-        n_ctx=w["n_ctx"],
-        n_threads=w["threads"],
-        n_threads_batch=w["threads"],
-        n_batch=512,
-        use_mmap=True,
-        verbose=False,
-    )
-    singles: list[dict[str, float]] = []
-    marked = False
-    for i in range(w["repeats"]):
-        t0 = time.perf_counter()
-        times: list[float] = []
-        for chunk in llm.create_completion(
-            w["prompts"][i % len(w["prompts"])],
-            max_tokens=w["max_tokens"],
-            temperature=0,
-            stream=True,
-        ):
-            if chunk["choices"][0]["text"]:
-                times.append(time.perf_counter())
-                if not marked:
-                    _first_token_marker()
-                    marked = True
-        singles.append(_rates(t0, times))
-    prefill = []
-    for i in range(w["repeats"]):
-        text = f"{i} {time.time()} " + w["long_prompt"]
-        t0 = time.perf_counter()
-        out: Any = llm.create_completion(text, max_tokens=1, temperature=0)
-        prefill.append(out["usage"]["prompt_tokens"] / (time.perf_counter() - t0))
-    return {"single": singles, "prefill": prefill, "rss_mb": _rss_peak_mb()}
-
-
-def run_engine(w: dict[str, Any]) -> dict[str, Any]:
-    from core.engine.llama import LlamaEngine
-    from core.engine.types import GenerationRequest, PromptSegment, SamplingParams
-    from core.settings import Settings
-
-    settings = Settings(
-        model=w["model"],
-        engine={"n_ctx": w["n_ctx"], "n_threads": w["threads"], "slots": w["slots"]},
-    )
-    engine = LlamaEngine(settings)
-    engine.load()
-    greedy = SamplingParams(temperature=0)
-    marked = False
-
-    def request(text: str, max_tokens: int) -> GenerationRequest:
-        return GenerationRequest(
-            prompt=(PromptSegment(text, special=True),), max_tokens=max_tokens, sampling=greedy
-        )
-
-    async def one(text: str, max_tokens: int) -> tuple[float, list[float], int]:
-        nonlocal marked
-        t0 = time.perf_counter()
-        times: list[float] = []
-        stream = engine.submit(request(text, max_tokens))
-        async for _ in stream:
-            times.append(time.perf_counter())
-            if not marked:
-                _first_token_marker()
-                marked = True
-        assert stream.result is not None
-        return t0, times, stream.result.prompt_tokens
-
-    async def main() -> dict[str, Any]:
-        singles = []
-        for i in range(w["repeats"]):
-            t0, times, _ = await one(w["prompts"][i % len(w["prompts"])], w["max_tokens"])
-            singles.append(_rates(t0, times))
-        aggregate: dict[str, float] = {}
-        for c in w["streams"]:
-            t0 = time.perf_counter()
-            runs = await asyncio.gather(
-                *(one(w["prompts"][(k + c) % len(w["prompts"])], w["max_tokens"]) for k in range(c))
-            )
-            total = sum(len(times) for _, times, _ in runs)
-            aggregate[str(c)] = total / (time.perf_counter() - t0)
-        prefill = []
-        for i in range(w["repeats"]):
-            t0, times, n = await one(f"{i} {time.time()} " + w["long_prompt"], 1)
-            prefill.append(n / ((times[0] if times else time.perf_counter()) - t0))
-        return {
-            "single": singles,
-            "aggregate": aggregate,
-            "prefill": prefill,
-            "rss_mb": _rss_peak_mb(),
-        }
-
-    try:
-        return asyncio.run(main())
-    finally:
-        engine.close()
-
-
 def _rates(t0: float, times: list[float]) -> dict[str, float]:
     ttft = (times[0] - t0) if times else float("nan")
     decode = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
     return {"ttft_s": ttft, "decode_tps": decode, "tokens": float(len(times))}
 
 
+class RawPeer:
+    def __init__(self, w: dict[str, Any]) -> None:
+        from llama_cpp import Llama
+
+        self.w = w
+        self.llm = Llama(
+            model_path=w["model"],
+            n_ctx=w["n_ctx"],
+            n_threads=w["threads"],
+            n_threads_batch=w["threads"],
+            n_batch=512,
+            use_mmap=True,
+            verbose=False,
+        )
+
+    def single(
+        self, prompt: str, max_tokens: int, on_token: Callable[[], None] = lambda: None
+    ) -> dict[str, float]:
+        t0 = time.perf_counter()
+        times: list[float] = []
+        for chunk in self.llm.create_completion(
+            prompt, max_tokens=max_tokens, temperature=0, stream=True
+        ):
+            if chunk["choices"][0]["text"]:
+                times.append(time.perf_counter())
+                on_token()
+        return _rates(t0, times)
+
+    def rest(self) -> dict[str, Any]:
+        prefill = []
+        for i in range(self.w["repeats"]):
+            text = f"{i} {time.time()} " + self.w["long_prompt"]
+            t0 = time.perf_counter()
+            out: Any = self.llm.create_completion(text, max_tokens=1, temperature=0)
+            prefill.append(out["usage"]["prompt_tokens"] / (time.perf_counter() - t0))
+        return {"prefill": prefill, "rss_mb": _rss_peak_mb()}
+
+
+class EnginePeer:
+    def __init__(self, w: dict[str, Any]) -> None:
+        from core.engine.llama import LlamaEngine
+        from core.settings import Settings
+
+        self.w = w
+        settings = Settings(
+            model=w["model"],
+            engine={"n_ctx": w["n_ctx"], "n_threads": w["threads"], "slots": w["slots"]},
+        )
+        self.engine = LlamaEngine(settings)
+        self.engine.load()
+        self.loop = asyncio.new_event_loop()
+
+    async def _one(
+        self, text: str, max_tokens: int, on_token: Callable[[], None] = lambda: None
+    ) -> tuple[float, list[float], int]:
+        from core.engine.types import GenerationRequest, PromptSegment, SamplingParams
+
+        request = GenerationRequest(
+            prompt=(PromptSegment(text, special=True),),
+            max_tokens=max_tokens,
+            sampling=SamplingParams(temperature=0),
+        )
+        t0 = time.perf_counter()
+        times: list[float] = []
+        stream = self.engine.submit(request)
+        async for _ in stream:
+            times.append(time.perf_counter())
+            on_token()
+        assert stream.result is not None
+        return t0, times, stream.result.prompt_tokens
+
+    def single(
+        self, prompt: str, max_tokens: int, on_token: Callable[[], None] = lambda: None
+    ) -> dict[str, float]:
+        t0, times, _ = self.loop.run_until_complete(self._one(prompt, max_tokens, on_token))
+        return _rates(t0, times)
+
+    def rest(self) -> dict[str, Any]:
+        w = self.w
+
+        async def run() -> dict[str, Any]:
+            aggregate: dict[str, float] = {}
+            for c in w["streams"]:
+                t0 = time.perf_counter()
+                runs = await asyncio.gather(
+                    *(
+                        self._one(w["prompts"][(k + c) % len(w["prompts"])], w["max_tokens"])
+                        for k in range(c)
+                    )
+                )
+                total = sum(len(times) for _, times, _ in runs)
+                aggregate[str(c)] = total / (time.perf_counter() - t0)
+            prefill = []
+            for i in range(w["repeats"]):
+                t0, times, n = await self._one(f"{i} {time.time()} " + w["long_prompt"], 1)
+                prefill.append(n / ((times[0] if times else time.perf_counter()) - t0))
+            return {"aggregate": aggregate, "prefill": prefill, "rss_mb": _rss_peak_mb()}
+
+        try:
+            return self.loop.run_until_complete(run())
+        finally:
+            self.engine.close()
+
+
+def main(kind: str, workload: dict[str, Any]) -> None:
+    peer = RawPeer(workload) if kind == "raw" else EnginePeer(workload)
+    marked = False
+
+    def mark() -> None:
+        nonlocal marked
+        if not marked:
+            print("FIRST_TOKEN", flush=True)
+            marked = True
+
+    peer.single(workload["prompts"][0], 1, mark)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["cmd"] == "single":
+            print(json.dumps(peer.single(cmd["prompt"], cmd["max_tokens"])), flush=True)
+        elif cmd["cmd"] == "rest":
+            print(json.dumps(peer.rest()), flush=True)
+            return
+
+
 if __name__ == "__main__":
-    kind, workload = sys.argv[1], json.loads(sys.argv[2])
-    result = run_raw(workload) if kind == "raw" else run_engine(workload)
-    print(json.dumps(result), flush=True)
+    main(sys.argv[1], json.loads(sys.argv[2]))

@@ -82,6 +82,49 @@ class Running:
         tail = self.log.read_text(errors="replace")[-800:]
         return RuntimeError(f"{exc}; log tail: {tail}")
 
+    def single(self, prompt: str, max_tokens: int) -> tuple[float, float]:
+        """(time to first token s, decode tok/s) of one streamed completion."""
+        try:
+            run = http_load.stream_completion(self.url, prompt, max_tokens)
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        return run.ttft_s, run.decode_tps
+
+
+@dataclass
+class Worker:
+    """An in-process peer (benchmarks.inproc) driven over its stdin/stdout."""
+
+    peer: Peer
+    proc: subprocess.Popen[str]
+    out: dict[str, Any] = field(default_factory=dict)
+
+    def _ask(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.peer.label} exited (code {self.proc.wait()})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def single(self, prompt: str, max_tokens: int) -> tuple[float, float]:
+        r = self._ask({"cmd": "single", "prompt": prompt, "max_tokens": max_tokens})
+        return float(r["ttft_s"]), float(r["decode_tps"])
+
+    def rest(self) -> dict[str, Any]:
+        result = self._ask({"cmd": "rest"})
+        self.proc.wait(timeout=60)
+        self.out["prefill_tps"] = _median(result["prefill"])
+        self.out["rss_mb"] = result["rss_mb"]
+        for c, v in (result.get("aggregate") or {}).items():
+            self.out[f"agg_{c}"] = v
+        return self.out
+
+
+Contender = Running | Worker
+
 
 def start_http(
     peer: Peer, cfg: BenchConfig, llama_server: Path | None, logs: Path, progress: Progress
@@ -105,28 +148,21 @@ def start_http(
     return running
 
 
-def single_streams(servers: list[Running], cfg: BenchConfig, progress: Progress) -> None:
-    """Single-stream rounds, one stream per peer per round, in rotating order.
-
-    Side by side rather than peer after peer: on a shared machine the speed drifts by several
-    percent over minutes, and the ratio between peers is what the targets are about."""
-    runs: dict[str, list[http_load.StreamRun]] = {s.peer.key: [] for s in servers}
-    rounds = 2 * cfg.repeats
-    for r in range(rounds):
-        order = servers[r % len(servers) :] + servers[: r % len(servers)]
-        prompt = cfg.prompts[r % len(cfg.prompts)]
-        for server in order:
-            try:
-                runs[server.peer.key].append(
-                    http_load.stream_completion(server.url, prompt, cfg.max_tokens)
-                )
-            except Exception as exc:
-                raise server.failure(exc) from exc
-    for server in servers:
-        singles = runs[server.peer.key]
-        server.out["single_tps"] = _median([x.decode_tps for x in singles])
-        server.out["ttft_p50_1"] = _median([x.ttft_s * 1000 for x in singles])
-        progress.step(f"{server.peer.label}: single stream {server.out['single_tps']:.1f} tok/s")
+def single_streams(peers: list[Contender], cfg: BenchConfig, progress: Progress) -> None:
+    """Single-stream rounds, one stream per peer per round, in rotating order, in-process peers
+    included. Side by side rather than peer after peer: on a shared machine the speed drifts by
+    several percent over minutes, and the ratios between peers are what the targets are about."""
+    runs: dict[str, list[tuple[float, float]]] = {p.peer.key: [] for p in peers}
+    for r in range(2 * cfg.repeats):
+        # A fresh prompt every round (none was seen before, by any peer's cache).
+        prompt = f"Round {r}. {cfg.prompts[r % len(cfg.prompts)]}"
+        for peer in peers[r % len(peers) :] + peers[: r % len(peers)]:
+            runs[peer.peer.key].append(peer.single(prompt, cfg.max_tokens))
+    for peer in peers:
+        singles = runs[peer.peer.key]
+        peer.out["single_tps"] = _median([tps for _, tps in singles])
+        peer.out["ttft_p50_1"] = _median([ttft * 1000 for ttft, _ in singles])
+        progress.step(f"{peer.peer.label}: single stream {peer.out['single_tps']:.1f} tok/s")
 
 
 def concurrent_streams(servers: list[Running], cfg: BenchConfig, progress: Progress) -> None:
@@ -136,7 +172,10 @@ def concurrent_streams(servers: list[Running], cfg: BenchConfig, progress: Progr
         aggs: dict[str, list[float]] = {s.peer.key: [] for s in servers}
         ttfts: dict[str, list[float]] = {s.peer.key: [] for s in servers}
         for rep in range(cfg.repeats):
-            prompts = [cfg.prompts[(k + rep + c) % len(cfg.prompts)] for k in range(c)]
+            prompts = [
+                f"Batch {c}.{rep}.{k}. {cfg.prompts[(k + rep + c) % len(cfg.prompts)]}"
+                for k in range(c)
+            ]
             shift = (rep + c) % len(servers)
             for server in servers[shift:] + servers[:shift]:
                 try:
@@ -148,8 +187,9 @@ def concurrent_streams(servers: list[Running], cfg: BenchConfig, progress: Progr
         for server in servers:
             out, key = server.out, server.peer.key
             out[f"agg_{c}"] = _median(aggs[key])
-            out[f"ttft_p50_{c}"] = _pct(ttfts[key], 0.5)
-            out[f"ttft_p95_{c}"] = _pct(ttfts[key], 0.95)
+            if c > 1:  # one stream's TTFT comes from the single-stream rounds
+                out[f"ttft_p50_{c}"] = _pct(ttfts[key], 0.5)
+                out[f"ttft_p95_{c}"] = _pct(ttfts[key], 0.95)
         shown = ", ".join(f"{s.peer.label} {s.out[f'agg_{c}']:.1f}" for s in servers)
         progress.step(f"{c} concurrent streams, aggregate tok/s: {shown}")
 
@@ -181,7 +221,7 @@ def measure_rest(server: Running, cfg: BenchConfig, progress: Progress) -> dict[
         stop(server.proc)
 
 
-def measure_inproc(peer: Peer, cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
+def start_inproc(peer: Peer, cfg: BenchConfig, progress: Progress) -> Worker:
     workload = {
         "model": cfg.model,
         "threads": cfg.threads,
@@ -196,6 +236,7 @@ def measure_inproc(peer: Peer, cfg: BenchConfig, progress: Progress) -> dict[str
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.inproc", peer.key, json.dumps(workload)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
@@ -203,28 +244,12 @@ def measure_inproc(peer: Peer, cfg: BenchConfig, progress: Progress) -> dict[str
         text=True,
     )
     assert proc.stdout is not None
-    cold = float("nan")
-    result: dict[str, Any] = {}
-    for line in proc.stdout:
-        if line.strip() == "FIRST_TOKEN":
-            cold = time.perf_counter() - t0
-            progress.step(f"{peer.label}: first token after {cold:.2f}s")
-        elif line.startswith("{"):
-            result = json.loads(line)
-    if proc.wait() != 0 or not result:
-        raise RuntimeError(f"{peer.label} failed (exit {proc.returncode})")
-    singles = result["single"]
-    out: dict[str, Any] = {
-        "cold_start_s": cold,
-        "single_tps": _median([s["decode_tps"] for s in singles]),
-        "ttft_p50_1": _median([s["ttft_s"] * 1000 for s in singles]),
-        "prefill_tps": _median(result["prefill"]),
-        "rss_mb": result["rss_mb"],
-    }
-    for c, v in (result.get("aggregate") or {}).items():
-        out[f"agg_{c}"] = v
-    progress.step(f"{peer.label}: single stream {out['single_tps']:.1f} tok/s")
-    return out
+    if proc.stdout.readline().strip() != "FIRST_TOKEN":
+        proc.kill()
+        raise RuntimeError(f"{peer.label} failed (exit {proc.wait()})")
+    cold = time.perf_counter() - t0
+    progress.step(f"{peer.label}: first token after {cold:.2f}s")
+    return Worker(peer, proc, {"cold_start_s": cold})
 
 
 def import_floor_s(runs: int = 3) -> float:
@@ -296,9 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     n_http = sum(PEERS[k].kind == "http" for k in keys)
-    total = sum(3 if PEERS[k].kind == "http" else 2 for k in keys) + (
-        len(cfg.streams) if n_http else 0
-    )
+    total = 3 * len(keys) + (len(cfg.streams) if n_http else 0)
     progress = Progress(total)
     skipped: dict[str, str] = {}
     llama_server = None
@@ -314,10 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     floor = import_floor_s()
     progress.say(f"python + `import fastapi, uvicorn, pydantic_settings`: {floor:.2f}s")
-    # In-process peers run alone; then every HTTP peer starts (one at a time: cold start is
-    # its own) and stays up for the side-by-side single-stream rounds; then each in turn gets
-    # the concurrency, prefill and prefix-cache workload and is stopped.
-    servers: list[Running] = []
+    # Every peer starts, one at a time (cold start is its own), and stays up: single streams
+    # run side by side, then concurrent streams (HTTP peers); then each in turn gets the rest
+    # of its workload (prefill, prefix cache; in-process: their own concurrency) and stops.
+    peers: list[Contender] = []
     try:
         for key in keys:
             if key in skipped:
@@ -325,25 +348,35 @@ def main(argv: list[str] | None = None) -> int:
             peer = PEERS[key]
             try:
                 if peer.kind == "http":
-                    servers.append(start_http(peer, cfg, llama_server, logs, progress))
+                    peers.append(start_http(peer, cfg, llama_server, logs, progress))
                 else:
-                    results[key] = measure_inproc(peer, cfg, progress)
+                    peers.append(start_inproc(peer, cfg, progress))
             except Exception as exc:
                 skipped[key] = f"failed: {exc}"
                 progress.say(f"{peer.label}: failed: {exc}")
+        if peers:
+            single_streams(peers, cfg, progress)
+        servers = [p for p in peers if isinstance(p, Running)]
         if servers:
-            single_streams(servers, cfg, progress)
             concurrent_streams(servers, cfg, progress)
-        while servers:
-            server = servers.pop(0)
+        while peers:
+            contender = peers.pop(0)
             try:
-                results[server.peer.key] = measure_rest(server, cfg, progress)
+                if isinstance(contender, Running):
+                    results[contender.peer.key] = measure_rest(contender, cfg, progress)
+                else:
+                    results[contender.peer.key] = contender.rest()
+                    progress.step(f"{contender.peer.label}: concurrency and prefill done")
             except Exception as exc:
-                skipped[server.peer.key] = f"failed: {exc}"
-                progress.say(f"{server.peer.label}: failed: {exc}")
+                skipped[contender.peer.key] = f"failed: {exc}"
+                progress.say(f"{contender.peer.label}: failed: {exc}")
     finally:
-        for server in servers:
-            stop(server.proc)
+        for contender in peers:
+            if isinstance(contender, Running):
+                stop(contender.proc)
+            else:
+                contender.proc.kill()
+                contender.proc.wait()
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
