@@ -1,10 +1,11 @@
 """`make bench` / `python -m benchmarks` / `nimbus bench`: every peer side by side, one run.
 
-In-process peers run first, each in its own process. Then every HTTP peer starts, one at a time
-(cold start and peak RSS are its own), and stays up: single streams and 1/2/4/8 concurrent
-streams run round by round on each peer in turn, so minutes of machine drift do not land in the
-ratios. Last, each peer alone gets a ~1k-token prefill and a follow-up turn sharing that prefix,
-and is stopped. Results go to benchmarks/results/ as Markdown, JSON and PNG."""
+First each peer is started alone, ``repeats`` times in rotating order, for its cold start
+(process start -> first streamed token). Then every peer starts again and stays up: single
+streams and 1/2/4/8 concurrent streams run round by round on each peer in turn (in-process
+peers are driven over stdin), so minutes of machine drift do not land in the ratios. Last, each
+peer alone gets a ~1k-token prefill and a follow-up turn sharing that prefix, its peak RSS is
+read, and it is stopped. Results go to benchmarks/results/ as Markdown, JSON and PNG."""
 
 from __future__ import annotations
 
@@ -127,7 +128,7 @@ Contender = Running | Worker
 
 
 def start_http(
-    peer: Peer, cfg: BenchConfig, llama_server: Path | None, logs: Path, progress: Progress
+    peer: Peer, cfg: BenchConfig, llama_server: Path | None, logs: Path, progress: Progress | None
 ) -> Running:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -144,7 +145,8 @@ def start_http(
         stop(proc)
         raise running.failure(exc) from exc
     running.out["cold_start_s"] = first - t0
-    progress.step(f"{peer.label}: up, first token after {first - t0:.2f}s")
+    if progress is not None:
+        progress.step(f"{peer.label}: up")
     return running
 
 
@@ -221,7 +223,7 @@ def measure_rest(server: Running, cfg: BenchConfig, progress: Progress) -> dict[
         stop(server.proc)
 
 
-def start_inproc(peer: Peer, cfg: BenchConfig, progress: Progress) -> Worker:
+def start_inproc(peer: Peer, cfg: BenchConfig, progress: Progress | None) -> Worker:
     workload = {
         "model": cfg.model,
         "threads": cfg.threads,
@@ -248,8 +250,45 @@ def start_inproc(peer: Peer, cfg: BenchConfig, progress: Progress) -> Worker:
         proc.kill()
         raise RuntimeError(f"{peer.label} failed (exit {proc.wait()})")
     cold = time.perf_counter() - t0
-    progress.step(f"{peer.label}: first token after {cold:.2f}s")
+    if progress is not None:
+        progress.step(f"{peer.label}: up")
     return Worker(peer, proc, {"cold_start_s": cold})
+
+
+def cold_starts(
+    keys: list[str],
+    cfg: BenchConfig,
+    llama_server: Path | None,
+    logs: Path,
+    progress: Progress,
+    skipped: dict[str, str],
+) -> dict[str, list[float]]:
+    """Process start -> first streamed token, each peer started alone (nothing else running),
+    ``repeats`` times in rotating order; a peer that cannot start is added to ``skipped``."""
+    trials: dict[str, list[float]] = {k: [] for k in keys}
+    for t in range(cfg.repeats):
+        for key in keys[t % len(keys) :] + keys[: t % len(keys)]:
+            if key in skipped:
+                continue
+            peer = PEERS[key]
+            try:
+                if peer.kind == "http":
+                    server = start_http(peer, cfg, llama_server, logs, None)
+                    stop(server.proc)
+                    trials[key].append(server.out["cold_start_s"])
+                else:
+                    worker = start_inproc(peer, cfg, None)
+                    worker.proc.kill()
+                    worker.proc.wait()
+                    trials[key].append(worker.out["cold_start_s"])
+            except Exception as exc:
+                skipped[key] = f"failed: {exc}"
+                progress.say(f"{peer.label}: failed: {exc}")
+    for key in keys:
+        if key not in skipped:
+            shown = ", ".join(f"{x:.2f}" for x in trials[key])
+            progress.step(f"{PEERS[key].label}: cold start {_median(trials[key]):.2f}s ({shown})")
+    return trials
 
 
 def import_floor_s(runs: int = 3) -> float:
@@ -321,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     n_http = sum(PEERS[k].kind == "http" for k in keys)
-    total = 3 * len(keys) + (len(cfg.streams) if n_http else 0)
+    total = 4 * len(keys) + (len(cfg.streams) if n_http else 0)
     progress = Progress(total)
     skipped: dict[str, str] = {}
     llama_server = None
@@ -337,9 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     floor = import_floor_s()
     progress.say(f"python + `import fastapi, uvicorn, pydantic_settings`: {floor:.2f}s")
-    # Every peer starts, one at a time (cold start is its own), and stays up: single streams
-    # run side by side, then concurrent streams (HTTP peers); then each in turn gets the rest
-    # of its workload (prefill, prefix cache; in-process: their own concurrency) and stops.
+    # Cold starts first, each peer alone. Then every peer starts again and stays up: single
+    # streams run side by side, then concurrent streams (HTTP peers); then each in turn gets the
+    # rest of its workload (prefill, prefix cache; in-process: their own concurrency) and stops.
+    starts = cold_starts(keys, cfg, llama_server, logs, progress, skipped)
     peers: list[Contender] = []
     try:
         for key in keys:
@@ -377,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 contender.proc.kill()
                 contender.proc.wait()
+    for key, result in results.items():
+        result["cold_start_s"] = _median(starts[key])
+        result["cold_start_trials"] = starts[key]
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:

@@ -48,6 +48,8 @@ def test_quick_run_writes_table_json_and_chart(tmp_path: Path) -> None:
     nimbus = data["results"]["nimbus"]
     assert nimbus["single_tps"] > 0 and nimbus["agg_2"] > 0 and nimbus["prefill_tps"] > 0
     assert 0 < nimbus["cold_start_s"] < 300 and nimbus["rss_mb"] > 50
+    assert len(nimbus["cold_start_trials"]) == 1  # --repeats 1: one start alone per peer
+    assert "cold start" in proc.stderr
     engine = data["results"]["engine"]  # in-process, driven over its stdin between HTTP rounds
     assert engine["single_tps"] > 0 and engine["agg_2"] > 0 and engine["cold_start_s"] > 0
     # Both HTTP servers were up together for the side-by-side single-stream rounds.
