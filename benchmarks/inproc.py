@@ -6,7 +6,9 @@ and prints `FIRST_TOKEN` the moment it exists (the parent times process start ->
 from that), then answers one JSON command per stdin line with one JSON line:
 
 - `{"cmd": "single", "prompt": ..., "max_tokens": n}` -> `{"ttft_s": .., "decode_tps": ..}`
-- `{"cmd": "rest"}` -> aggregate tok/s (engine only), prefill rates and peak RSS; then it exits.
+- `{"cmd": "prefill", "prompt": ...}` -> `{"prefill_tps": ..}` (a one-token completion)
+- `{"cmd": "aggregate"}` -> `{"<streams>": tok/s, ...}` (concurrent streams; engine only)
+- `{"cmd": "rss"}` -> `{"rss_mb": ..}` (peak RSS); then it exits.
 
 Peers:
 - raw: llama-cpp-python's `Llama` directly, the floor every server is measured against.
@@ -65,14 +67,14 @@ class RawPeer:
                 on_token()
         return _rates(t0, times)
 
-    def rest(self) -> dict[str, Any]:
-        prefill = []
-        for i in range(self.w["repeats"]):
-            text = f"{i} {time.time()} " + self.w["long_prompt"]
-            t0 = time.perf_counter()
-            out: Any = self.llm.create_completion(text, max_tokens=1, temperature=0)
-            prefill.append(out["usage"]["prompt_tokens"] / (time.perf_counter() - t0))
-        return {"prefill": prefill, "rss_mb": _rss_peak_mb()}
+    def prefill(self, text: str) -> float:
+        """Prompt tokens per second of a one-token completion of ``text``."""
+        t0 = time.perf_counter()
+        out: Any = self.llm.create_completion(text, max_tokens=1, temperature=0)
+        return float(out["usage"]["prompt_tokens"]) / (time.perf_counter() - t0)
+
+    def aggregate(self) -> dict[str, float]:
+        return {}  # one Llama object serves one request at a time
 
 
 class EnginePeer:
@@ -114,31 +116,31 @@ class EnginePeer:
         t0, times, _ = self.loop.run_until_complete(self._one(prompt, max_tokens, on_token))
         return _rates(t0, times)
 
-    def rest(self) -> dict[str, Any]:
+    def prefill(self, text: str) -> float:
+        t0, times, n = self.loop.run_until_complete(self._one(text, 1))
+        return n / ((times[0] if times else time.perf_counter()) - t0)
+
+    def aggregate(self) -> dict[str, float]:
         w = self.w
 
-        async def run() -> dict[str, Any]:
+        async def run() -> dict[str, float]:
             aggregate: dict[str, float] = {}
             for c in w["streams"]:
                 t0 = time.perf_counter()
                 runs = await asyncio.gather(
                     *(
-                        self._one(w["prompts"][(k + c) % len(w["prompts"])], w["max_tokens"])
+                        self._one(
+                            f"Batch {c}.{k}. {w['prompts'][(k + c) % len(w['prompts'])]}",
+                            w["max_tokens"],
+                        )
                         for k in range(c)
                     )
                 )
                 total = sum(len(times) for _, times, _ in runs)
                 aggregate[str(c)] = total / (time.perf_counter() - t0)
-            prefill = []
-            for i in range(w["repeats"]):
-                t0, times, n = await self._one(f"{i} {time.time()} " + w["long_prompt"], 1)
-                prefill.append(n / ((times[0] if times else time.perf_counter()) - t0))
-            return {"aggregate": aggregate, "prefill": prefill, "rss_mb": _rss_peak_mb()}
+            return aggregate
 
-        try:
-            return self.loop.run_until_complete(run())
-        finally:
-            self.engine.close()
+        return self.loop.run_until_complete(run())
 
 
 def main(kind: str, workload: dict[str, Any]) -> None:
@@ -155,10 +157,15 @@ def main(kind: str, workload: dict[str, Any]) -> None:
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["cmd"] == "single":
-            print(json.dumps(peer.single(cmd["prompt"], cmd["max_tokens"])), flush=True)
-        elif cmd["cmd"] == "rest":
-            print(json.dumps(peer.rest()), flush=True)
+            answer: Any = peer.single(cmd["prompt"], cmd["max_tokens"])
+        elif cmd["cmd"] == "prefill":
+            answer = {"prefill_tps": peer.prefill(cmd["prompt"])}
+        elif cmd["cmd"] == "aggregate":
+            answer = peer.aggregate()
+        else:  # "rss": the last command
+            print(json.dumps({"rss_mb": _rss_peak_mb()}), flush=True)
             return
+        print(json.dumps(answer), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """`make bench` / `python -m benchmarks` / `nimbus bench`: every peer side by side, one run.
 
 First each peer is started alone, ``repeats`` times in rotating order, for its cold start
-(process start -> first streamed token). Then every peer starts again and stays up: single
-streams and 1/2/4/8 concurrent streams run round by round on each peer in turn (in-process
-peers are driven over stdin), so minutes of machine drift do not land in the ratios. Last, each
-peer alone gets a ~1k-token prefill and a follow-up turn sharing that prefix, its peak RSS is
-read, and it is stopped. Results go to benchmarks/results/ as Markdown, JSON and PNG."""
+(process start -> first streamed token). Then every peer starts again and stays up, and each
+measurement runs round by round on every peer in turn (in-process peers are driven over stdin):
+single streams, 1/2/4/8 concurrent streams, a ~1k-token prefill, a follow-up turn sharing that
+prefix; every round with a prompt no peer has seen. On a shared machine speed drifts by several
+percent over minutes; side by side, that drift stays out of the ratios. Last, peak RSS is read
+and all peers stop. Results go to benchmarks/results/ as Markdown, JSON and PNG."""
 
 from __future__ import annotations
 
@@ -92,6 +93,17 @@ class Running:
             raise self.failure(exc) from exc
         return run.ttft_s, run.decode_tps
 
+    def prefill(self, prompt: str) -> float:
+        try:
+            n, dt = http_load.prompt_latency(self.url, prompt)
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        self.out["long_prompt_tokens"] = n
+        return n / dt
+
+    def rss_mb(self) -> float:
+        return peak_rss_mb(self.proc.pid)
+
 
 @dataclass
 class Worker:
@@ -115,14 +127,16 @@ class Worker:
         r = self._ask({"cmd": "single", "prompt": prompt, "max_tokens": max_tokens})
         return float(r["ttft_s"]), float(r["decode_tps"])
 
-    def rest(self) -> dict[str, Any]:
-        result = self._ask({"cmd": "rest"})
+    def prefill(self, prompt: str) -> float:
+        return float(self._ask({"cmd": "prefill", "prompt": prompt})["prefill_tps"])
+
+    def aggregate(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self._ask({"cmd": "aggregate"}).items()}
+
+    def rss_mb(self) -> float:
+        rss = float(self._ask({"cmd": "rss"})["rss_mb"])
         self.proc.wait(timeout=60)
-        self.out["prefill_tps"] = _median(result["prefill"])
-        self.out["rss_mb"] = result["rss_mb"]
-        for c, v in (result.get("aggregate") or {}).items():
-            self.out[f"agg_{c}"] = v
-        return self.out
+        return rss
 
 
 Contender = Running | Worker
@@ -197,31 +211,34 @@ def concurrent_streams(servers: list[Running], cfg: BenchConfig, progress: Progr
         progress.step(f"{c} concurrent streams, aggregate tok/s: {shown}")
 
 
-def measure_rest(server: Running, cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
-    """Prefill and the prefix cache for one peer, then its peak RSS; stops it."""
-    url, out, label = server.url, server.out, server.peer.label
-    try:
-        rates = []
-        for i in range(cfg.repeats):
-            n, dt = http_load.prompt_latency(url, f"{i} {time.time()} {cfg.long_prompt}")
-            rates.append(n / dt)
-            out["long_prompt_tokens"] = n
-        out["prefill_tps"] = _median(rates)
-        history = f"Session {time.time()}. {cfg.long_prompt}"
-        _, cold = http_load.prompt_latency(url, history)
-        _, warm = http_load.prompt_latency(url, history + " And now a follow-up question?")
-        out["followup_ratio"] = warm / cold
-        out["followup_ms"], out["cold_prefill_ms"] = warm * 1000, cold * 1000
-        progress.step(
-            f"{label}: prefill {out['prefill_tps']:.0f} tok/s, "
-            f"follow-up {warm * 1000:.0f} ms vs cold {cold * 1000:.0f} ms"
-        )
-        out["rss_mb"] = peak_rss_mb(server.proc.pid)
-        return out
-    except Exception as exc:
-        raise server.failure(exc) from exc
-    finally:
-        stop(server.proc)
+def prefill_rounds(peers: list[Contender], cfg: BenchConfig, progress: Progress) -> None:
+    """A ~1k-token prompt no peer has seen, one-token completion, round by round on every peer."""
+    rates: dict[str, list[float]] = {p.peer.key: [] for p in peers}
+    for r in range(cfg.repeats):
+        prompt = f"Prefill {r} at {time.time()}. {cfg.long_prompt}"
+        for peer in peers[r % len(peers) :] + peers[: r % len(peers)]:
+            rates[peer.peer.key].append(peer.prefill(prompt))
+    for peer in peers:
+        peer.out["prefill_tps"] = _median(rates[peer.peer.key])
+        progress.step(f"{peer.peer.label}: prefill {peer.out['prefill_tps']:.0f} tok/s")
+
+
+def followups(servers: list[Running], cfg: BenchConfig, progress: Progress) -> None:
+    """Prefix cache: a follow-up turn sharing a ~1k-token history vs a cold prefill of it."""
+    for server in servers:
+        try:
+            history = f"Session {time.time()}. {cfg.long_prompt}"
+            _, cold = http_load.prompt_latency(server.url, history)
+            _, warm = http_load.prompt_latency(server.url, history + " And now a follow-up?")
+        except Exception as exc:
+            raise server.failure(exc) from exc
+        server.out["followup_ratio"] = warm / cold
+        server.out["followup_ms"], server.out["cold_prefill_ms"] = warm * 1000, cold * 1000
+    shown = ", ".join(
+        f"{s.peer.label} {s.out['followup_ms']:.0f} vs {s.out['cold_prefill_ms']:.0f} ms"
+        for s in servers
+    )
+    progress.step(f"follow-up turn vs cold prefill: {shown}")
 
 
 def start_inproc(peer: Peer, cfg: BenchConfig, progress: Progress | None) -> Worker:
@@ -361,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     n_http = sum(PEERS[k].kind == "http" for k in keys)
-    total = 4 * len(keys) + (len(cfg.streams) if n_http else 0)
+    n_inproc = len(keys) - n_http
+    total = 4 * len(keys) + n_inproc + ((len(cfg.streams) + 1) if n_http else 0)
     progress = Progress(total)
     skipped: dict[str, str] = {}
     llama_server = None
@@ -381,9 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     compileall.compile_dir(ROOT / "handlers", quiet=1)
     floor = import_floor_s()
     progress.say(f"python + `import fastapi, uvicorn, pydantic_settings`: {floor:.2f}s")
-    # Cold starts first, each peer alone. Then every peer starts again and stays up: single
-    # streams run side by side, then concurrent streams (HTTP peers); then each in turn gets the
-    # rest of its workload (prefill, prefix cache; in-process: their own concurrency) and stops.
+    # Cold starts first, each peer alone. Then every peer starts again and stays up for rounds
+    # that visit every peer in turn: single streams, concurrent streams (HTTP peers; in-process
+    # ones run their own), prefill, follow-up turns; then peak RSS, and all stop.
     starts = cold_starts(keys, cfg, llama_server, logs, progress, skipped)
     peers: list[Contender] = []
     try:
@@ -404,22 +422,30 @@ def main(argv: list[str] | None = None) -> int:
         servers = [p for p in peers if isinstance(p, Running)]
         if servers:
             concurrent_streams(servers, cfg, progress)
-        while peers:
-            contender = peers.pop(0)
-            try:
-                if isinstance(contender, Running):
-                    results[contender.peer.key] = measure_rest(contender, cfg, progress)
-                else:
-                    results[contender.peer.key] = contender.rest()
-                    progress.step(f"{contender.peer.label}: concurrency and prefill done")
-            except Exception as exc:
-                skipped[contender.peer.key] = f"failed: {exc}"
-                progress.say(f"{contender.peer.label}: failed: {exc}")
+        for worker in [p for p in peers if isinstance(p, Worker)]:
+            aggregate = worker.aggregate()
+            for c, v in aggregate.items():
+                worker.out[f"agg_{c}"] = v
+            progress.step(f"{worker.peer.label}: own concurrency done")
+        if peers:
+            prefill_rounds(peers, cfg, progress)
+        if servers:
+            followups(servers, cfg, progress)
+        for contender in peers:
+            contender.out["rss_mb"] = contender.rss_mb()
+            results[contender.peer.key] = contender.out
+    except Exception as exc:
+        # A peer failing mid-run (its log tail is in the message) ends the run for every peer:
+        # the side-by-side rounds need them all. What was measured so far is still written.
+        progress.say(f"failed: {exc}")
+        for contender in peers:
+            results.setdefault(contender.peer.key, contender.out)
+            skipped.setdefault(contender.peer.key, f"incomplete: {exc}")
     finally:
         for contender in peers:
             if isinstance(contender, Running):
                 stop(contender.proc)
-            else:
+            elif contender.proc.poll() is None:
                 contender.proc.kill()
                 contender.proc.wait()
     for key, result in results.items():
