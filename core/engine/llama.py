@@ -106,7 +106,7 @@ class LlamaEngine:
 
     def _open(self, path: Path) -> tuple[Model, Context]:
         # Heavy import (loads libllama): only when a model is really loaded.
-        from core.engine.lowlevel import Context, ContextConfig, Model, quiet_native_logs
+        from core.engine.lowlevel import Context, ContextConfig, Model, load_quietly
 
         eng = self._settings.engine
         config = ContextConfig(
@@ -116,19 +116,15 @@ class LlamaEngine:
             n_threads=eng.n_threads,
         )
         try:
-            with quiet_native_logs():
-                model = Model(str(path), n_gpu_layers=eng.n_gpu_layers, use_mmap=eng.use_mmap)
-        except Exception:
-            # Once more with llama.cpp's logs on, so its reason reaches stderr.
-            try:
-                model = Model(str(path), n_gpu_layers=eng.n_gpu_layers, use_mmap=eng.use_mmap)
-            except Exception as exc:
-                raise ModelLoadError(
-                    f"model {self._settings.model!r}: llama.cpp could not load {path}: {exc}"
-                ) from exc
+            model = load_quietly(
+                lambda: Model(str(path), n_gpu_layers=eng.n_gpu_layers, use_mmap=eng.use_mmap)
+            )
+        except Exception as exc:
+            raise ModelLoadError(
+                f"model {self._settings.model!r}: llama.cpp could not load {path}: {exc}"
+            ) from exc
         try:
-            with quiet_native_logs():
-                ctx = Context(model, config)
+            ctx = load_quietly(lambda: Context(model, config))
         except Exception as exc:
             model.close()
             raise ModelLoadError(f"model {self._settings.model!r}: {exc}") from exc

@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import llama_cpp as C
 import numpy as np
@@ -19,6 +19,7 @@ from llama_cpp import _internals
 
 from core.engine.types import SamplingParams
 
+T = TypeVar("T")
 _backend_lock = threading.Lock()
 _backend_ready = False
 DEFAULT_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: a fresh random seed per sampler
@@ -84,6 +85,16 @@ def quiet_native_logs() -> Iterator[None]:
                 from llama_cpp import _logger
 
                 C.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+
+
+def load_quietly(make: Callable[[], T]) -> T:
+    """``make()`` with llama.cpp's logs kept in C; if it fails, once more with them on, so that
+    llama.cpp's own reason reaches stderr before the error propagates."""
+    try:
+        with quiet_native_logs():
+            return make()
+    except Exception:
+        return make()
 
 
 @dataclass(frozen=True)

@@ -143,3 +143,21 @@ def test_only_the_engine_thread_decodes_warm_up_included(monkeypatch: pytest.Mon
         engine.close()
     assert len(callers) >= 2  # the warm-up and the request's steps
     assert set(callers) == {"nimbus-engine"}
+
+
+def test_a_failed_quiet_load_is_retried_with_llama_cpp_logs_on() -> None:
+    from core.engine import lowlevel
+
+    quiet_depths: list[int] = []
+
+    def failing() -> int:
+        quiet_depths.append(lowlevel._quiet_depth)
+        raise ValueError("bad gguf")
+
+    with pytest.raises(ValueError):
+        lowlevel.load_quietly(failing)
+    assert quiet_depths == [1, 0]  # first in the C sink, then with the Python sink (stderr)
+
+    quiet_depths.clear()
+    assert lowlevel.load_quietly(lambda: quiet_depths.append(lowlevel._quiet_depth) or 7) == 7
+    assert quiet_depths == [1]
