@@ -55,7 +55,7 @@ def _seed_fields(info: dict[str, object]) -> dict[str, object]:
 
 
 async def _token_events(stream: GenerationStream, sec: RequestSecurity) -> AsyncIterator[bytes]:
-    token = TextEvent({"token": TextEvent.mark()})
+    token = TextEvent({"token": TextEvent.MARK})
     async for text in sec.stream_text(stream):
         yield token(text)
     if sec.redactions:

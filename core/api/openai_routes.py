@@ -119,25 +119,15 @@ async def _chat_events(
 ) -> AsyncIterator[bytes]:
     base = {**meta, "object": "chat.completion.chunk"}
 
-    def chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
+    def event(delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        event = {**base, "choices": [choice]}
-        return sse_event(_with_report(event, sec) if finish else event)
+        return {**base, "choices": [choice]}
+
+    def chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
+        return sse_event(_with_report(event(delta, finish), sec) if finish else event(delta))
 
     yield chunk({"role": "assistant", "content": ""})
-    token = TextEvent(
-        {
-            **base,
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": {"content": TextEvent.mark()},
-                    "logprobs": None,
-                    "finish_reason": None,
-                }
-            ],
-        }
-    )
+    token = TextEvent(event({"content": TextEvent.MARK}))
     async for text in sec.stream_text(stream):
         yield token(text)
     assert stream.result is not None
@@ -194,19 +184,14 @@ async def _completion_events(
 ) -> AsyncIterator[bytes]:
     base = {**meta, "object": "text_completion"}
 
-    def chunk(text: str, finish: str | None = None) -> bytes:
+    def event(text: str, finish: str | None = None) -> dict[str, Any]:
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
-        event = {**base, "choices": [choice]}
-        return sse_event(_with_report(event, sec) if finish else event)
+        return {**base, "choices": [choice]}
 
-    token = TextEvent(
-        {
-            **base,
-            "choices": [
-                {"index": 0, "text": TextEvent.mark(), "logprobs": None, "finish_reason": None}
-            ],
-        }
-    )
+    def chunk(text: str, finish: str | None = None) -> bytes:
+        return sse_event(_with_report(event(text, finish), sec) if finish else event(text))
+
+    token = TextEvent(event(TextEvent.MARK))
     if prefix:
         yield token(prefix)
     async for text in sec.stream_text(stream):

@@ -35,19 +35,16 @@ class TextEvent:
     one string encode and two concatenations instead of a full ``json.dumps`` of the dict, CPU
     that the serving thread would otherwise take from decoding on every token."""
 
-    _MARK = "\u0000nimbus-text\u0000"
+    # Stands in the payload where the per-token string goes (control characters: no text has it).
+    MARK = "\u0000nimbus-text\u0000"
 
     def __init__(self, payload: dict[str, Any]) -> None:
         encoded = sse_event(payload)
-        mark = json.dumps(self._MARK).encode()
+        mark = json.dumps(self.MARK).encode()
         head, found, tail = encoded.partition(mark)
         if not found or mark in tail:
             raise ValueError("the payload must hold TextEvent.MARK exactly once")
         self._head, self._tail = head, tail
-
-    @classmethod
-    def mark(cls) -> str:
-        return cls._MARK
 
     def __call__(self, text: str) -> bytes:
         return self._head + json.dumps(text, ensure_ascii=False).encode() + self._tail

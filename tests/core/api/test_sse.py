@@ -25,14 +25,14 @@ def _chat_chunk(text: str) -> dict[str, object]:
 
 @given(st.text())
 def test_text_event_matches_a_full_encode(text: str) -> None:
-    event = TextEvent(_chat_chunk(TextEvent.mark()))
+    event = TextEvent(_chat_chunk(TextEvent.MARK))
     assert event(text) == sse_event(_chat_chunk(text))
     assert json.loads(event(text)[6:])["choices"][0]["delta"]["content"] == text
 
 
 @pytest.mark.parametrize("text", ['"quoted"', "line\nbreak", "é ☃ 𝄞", "\\", "\x00\x1f", ""])
 def test_text_event_escapes(text: str) -> None:
-    event = TextEvent({"token": TextEvent.mark()})
+    event = TextEvent({"token": TextEvent.MARK})
     assert event(text) == sse_event({"token": text})
 
 
@@ -40,4 +40,4 @@ def test_text_event_needs_the_mark_once() -> None:
     with pytest.raises(ValueError):
         TextEvent({"token": "no mark"})
     with pytest.raises(ValueError):
-        TextEvent({"a": TextEvent.mark(), "b": TextEvent.mark()})
+        TextEvent({"a": TextEvent.MARK, "b": TextEvent.MARK})
