@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,22 +40,19 @@ def _init_backend() -> None:
 
 _quiet_lock = threading.Lock()
 _quiet_depth = 0
-_native_sink: Any = None
 
 
+@functools.cache  # also keeps the ctypes function object alive while llama.cpp points at it
 def _native_log_sink() -> Any:
     """A C function that drops llama.cpp's log lines without taking the GIL (None if none).
 
     libc's ``abs`` reads its first argument (the level) and returns; the text and user-data
     arguments are ignored, which every C calling convention llama.cpp runs on allows (the caller
     passes them in registers and cleans up)."""
-    global _native_sink
-    if _native_sink is None:
-        try:
-            _native_sink = ctypes.cast(ctypes.CDLL(None).abs, C.llama_log_callback)
-        except Exception:  # no libc symbol lookup (Windows): keep the Python logger
-            _native_sink = False
-    return _native_sink or None
+    try:
+        return ctypes.cast(ctypes.CDLL(None).abs, C.llama_log_callback)
+    except Exception:  # no libc symbol lookup (Windows): keep the Python logger
+        return None
 
 
 @contextlib.contextmanager
@@ -67,7 +65,7 @@ def quiet_native_logs() -> Iterator[None]:
     each line waits for a GIL switch and the load stalls (measured 0.6 s instead of 0.2 s).
     The Python sink (which prints errors) comes back as soon as the last loader leaves."""
     global _quiet_depth
-    _init_backend()
+    _init_backend()  # first: importing llama-cpp-python's logger installs its Python sink
     sink = _native_log_sink()
     if sink is None:
         yield
