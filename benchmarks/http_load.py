@@ -86,9 +86,9 @@ def prompt_latency(base_url: str, prompt: str) -> tuple[int, float]:
 
 
 def _accepts(base_url: str) -> bool:
-    host, port = httpx.URL(base_url).host, httpx.URL(base_url).port
+    url = httpx.URL(base_url)
     try:
-        with socket.create_connection((host, port or 80), timeout=1):
+        with socket.create_connection((url.host, url.port or 80), timeout=1):
             return True
     except OSError:
         return False

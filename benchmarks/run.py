@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -242,17 +242,7 @@ def followups(servers: list[Running], cfg: BenchConfig, progress: Progress) -> N
 
 
 def start_inproc(peer: Peer, cfg: BenchConfig, progress: Progress | None) -> Worker:
-    workload = {
-        "model": cfg.model,
-        "threads": cfg.threads,
-        "n_ctx": cfg.n_ctx,
-        "slots": cfg.slots,
-        "max_tokens": cfg.max_tokens,
-        "repeats": cfg.repeats,
-        "streams": list(cfg.streams),
-        "prompts": list(cfg.prompts),
-        "long_prompt": cfg.long_prompt,
-    }
+    workload = asdict(cfg)
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.inproc", peer.key, json.dumps(workload)],
