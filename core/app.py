@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from core import __version__
-from core.api import native, openai_routes
-from core.api.body_limit import BodyLimitMiddleware
 from core.api.errors import install_error_handlers
+from core.api.routes import native, openai
 from core.api.service import CompletionObserver, GenerationService
 from core.engine.base import Engine
+from core.http.body import BodyMiddleware
 from core.security import install_security
 from core.settings import Settings
 
@@ -37,7 +37,11 @@ def create_app(
     app.state.service = GenerationService(engine, settings.limits, observer=observer)
     install_error_handlers(app)
     app.include_router(native.router)
-    app.include_router(openai_routes.router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    app.include_router(openai.router)
+    app.add_middleware(
+        BodyMiddleware,
+        max_bytes=settings.limits.max_body_bytes,
+        max_json_depth=settings.security.max_json_depth,
+    )
     install_security(app, settings)  # last: its CORS layer must be outermost
     return app

@@ -1,11 +1,9 @@
-"""The one place where exceptions become HTTP responses, always in the OpenAI error shape."""
+"""The one place where exceptions become HTTP responses, always in the OpenAI error shape
+(``core.http.errors`` writes the same shape for middleware that answers before FastAPI)."""
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,34 +17,11 @@ from core.errors import (
     NimbusError,
     NotFoundError,
 )
+from core.http.errors import error_body
 
 log = logging.getLogger("nimbus.api")
 
 _STATUS_ERRORS: dict[int, type[NimbusError]] = {404: NotFoundError}
-
-
-def error_body(error: NimbusError) -> dict[str, Any]:
-    return {
-        "error": {
-            "message": error.message,
-            "type": error.error_type,
-            "code": error.code,
-            "param": error.param,
-        }
-    }
-
-
-async def send_error(
-    send: Callable[[dict[str, Any]], Awaitable[None]], error: NimbusError, *, close: bool = False
-) -> None:
-    """Answer at the raw ASGI level (middleware that runs before FastAPI), same shape as below."""
-    body = json.dumps(error_body(error)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
-    if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def error_response(error: NimbusError) -> JSONResponse:

@@ -19,6 +19,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 
 from core.engine.stream import GenerationStream
 from core.errors import AuthenticationError, RateLimitedError
+from core.http.headers import response_headers
 from core.security.keys import KeyRing, require_configured
 from core.security.output import OutputFilter
 from core.security.prompt import PromptGuard, PromptReport
@@ -27,7 +28,6 @@ from core.settings import Settings
 
 log = logging.getLogger("nimbus.security")
 
-RESPONSE_HEADERS_KEY = "nimbus.response_headers"
 WARNINGS_HEADER = "X-Nimbus-Prompt-Warnings"
 REDACTIONS_HEADER = "X-Nimbus-Redactions"
 _MAX_HEADER_CHARS = 1024
@@ -72,13 +72,19 @@ def build_limiter(settings: Settings) -> RateLimiter:
 
 
 class Security:
-    def __init__(self, settings: Settings, *, limiter: RateLimiter | None = None) -> None:
-        self.auth_required = auth_required(settings)
+    def __init__(
+        self, settings: Settings, *, limiter: RateLimiter | None = None, trusted: bool = False
+    ) -> None:
+        """``trusted``: for callers their platform already authenticated (a Modal method, the
+        CLI): prompt checks and output redaction as configured, no API key, no rate limit."""
+        self.auth_required = auth_required(settings) and not trusted
         self.keys = KeyRing(settings.security.auth)
         if self.auth_required:
             require_configured(self.keys)
-        self.rate_limited = settings.security.rate_limit.enabled
-        self.limiter = limiter if limiter is not None else build_limiter(settings)
+        self.rate_limited = settings.security.rate_limit.enabled and not trusted
+        if limiter is None:
+            limiter = NoRateLimit() if trusted else build_limiter(settings)
+        self.limiter = limiter
         self.prompt = PromptGuard(settings.security.prompt, settings.limits.max_prompt_chars)
         self.output = OutputFilter(settings.security.output)
         self._background: set[asyncio.Task[None]] = set()
@@ -196,7 +202,7 @@ async def request_security(
     """FastAPI dependency: 401 without a valid key, 429 over the limit (with Retry-After)."""
     security = cast(Security, request.app.state.security)
     client = await security.identify(request)
-    headers = response_headers(request)
+    headers = response_headers(request.scope)
     if security.rate_limited:
         decision = await security.limiter.hit(client)
         headers.update(decision.headers())
@@ -206,11 +212,3 @@ async def request_security(
                 headers=decision.headers(),
             )
     return RequestSecurity(security, client, _headers=headers)
-
-
-def response_headers(request: Request) -> dict[str, str]:
-    """The dict whose entries ResponseHeadersMiddleware adds to this request's response."""
-    headers = request.scope.get(RESPONSE_HEADERS_KEY)
-    if headers is None:
-        headers = request.scope[RESPONSE_HEADERS_KEY] = {}
-    return cast(dict[str, str], headers)

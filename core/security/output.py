@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import regex
 
 from core.errors import SecurityConfigError
-from core.security.patterns import match_width
+from core.patterns import match_width
 from core.settings import OutputSettings
 
 # Characters of context kept before, and looked at after, a match: lookbehinds/lookaheads in
