@@ -6,7 +6,7 @@ from typing import cast
 
 from fastapi import Request
 
-from core.api.service import GenerationService
+from core.api.service import Disconnect, GenerationService
 
 
 def service_of(request: Request) -> GenerationService:
@@ -20,3 +20,16 @@ def deadline_of(request: Request) -> float | None:
     """time.monotonic() by which generation must end, set by a platform adapter (Lambda)."""
     value = request.scope.get(DEADLINE_SCOPE_KEY)
     return float(value) if value is not None else None
+
+
+def disconnect_of(request: Request) -> Disconnect:
+    """Waits until the client goes away. Only for routes that have read the whole body: the next
+    ASGI message is then the disconnect."""
+
+    async def wait() -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    return wait

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-from fastapi import Request
-
-from core.api.schemas import (
+from core.api.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     GenerateRequest,
@@ -26,6 +24,9 @@ from core.engine.types import (
 )
 from core.errors import InvalidParameterError, PayloadTooLargeError
 from core.settings import LimitSettings
+
+# Waits until the client has gone away (an HTTP disconnect).
+Disconnect = Callable[[], Awaitable[None]]
 
 # Sees every finished generation (streamed or not), e.g. a platform adapter's metrics.
 CompletionObserver = DoneCallback
@@ -97,7 +98,7 @@ class GenerationService:
         return GenerationRequest(
             prompt=prompt,
             max_tokens=self._max_tokens(body.max_tokens, "maxTokens"),
-            sampling=SamplingParams(temperature=body.temperature),
+            sampling=SamplingParams(temperature=body.temperature, seed=body.seed),
             deadline=deadline,
         )
 
@@ -145,9 +146,14 @@ class GenerationService:
             stream.add_done_callback(self.observer)
         return stream
 
-    async def complete(self, http: Request, stream: GenerationStream) -> Completion:
-        """Run to the end, cancelling the generation if the client disconnects first."""
-        watcher = asyncio.create_task(_wait_for_disconnect(http))
+    async def complete(
+        self, stream: GenerationStream, disconnected: Disconnect | None = None
+    ) -> Completion:
+        """Run to the end; when ``disconnected()`` returns first (the client went away), the
+        generation is cancelled."""
+        if disconnected is None:
+            return await stream.collect()
+        watcher = asyncio.ensure_future(disconnected())
         try:
             collect = asyncio.ensure_future(stream.collect())
             done, _ = await asyncio.wait({collect, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -157,14 +163,6 @@ class GenerationService:
         finally:
             watcher.cancel()
             stream.cancel()
-
-
-async def _wait_for_disconnect(http: Request) -> None:
-    # The body has been read by now, so the next ASGI message is the disconnect.
-    while True:
-        message = await http.receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 def _grammar(response_format: ResponseFormat | None) -> str | None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.api.sse import TextEvent, sse_event
+from core.api.events import TextEvent, sse_event
 
 
 def _chat_chunk(text: str) -> dict[str, object]:

@@ -1,0 +1,1 @@
+"""HTTP routes: each parses its request, calls one use-case and returns its answer."""
