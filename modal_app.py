@@ -4,9 +4,9 @@ One class, ``Model``, serves the same FastAPI app as ``nimbus serve`` (all route
 errors and streaming) from warm containers, and offers ``Model().generate.remote(...)`` to
 Python callers. The engine is built once per container in ``@modal.enter``, never per request.
 
-Knobs are ``NIMBUS_MODAL_*`` environment variables read at deploy time (see README, "Modal");
-the engine/API settings are the usual ``NIMBUS_*`` ones, forwarded to the containers.
-The logic lives in ``handlers/modal_server.py``; this file only declares.
+Knobs are ``NIMBUS_MODAL__*`` environment variables read at deploy time (docs/modal.md); the
+engine/API settings are the usual ``NIMBUS_*`` ones, forwarded to the containers.
+The logic lives in ``handlers/modal_server/``; this file only declares.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import modal
 from core.settings import load_settings
 from handlers import modal_server as ms
 
-deploy = ms.load_deploy_settings()
 settings = load_settings()
+deploy = settings.modal
 
 app = modal.App(deploy.app_name)
 
 
-@app.cls(**ms.cls_options(deploy, settings))
-@modal.concurrent(**ms.concurrency(deploy, settings))
+@app.cls(**ms.cls_options(settings))
+@modal.concurrent(**ms.concurrency(settings))
 class Model:
     runtime: ms.ModalRuntime
 

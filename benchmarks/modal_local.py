@@ -89,7 +89,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument(
-        "--warmup", choices=["on", "off"], default="on", help="NIMBUS_MODAL_WARMUP for the runs"
+        "--warmup", choices=["on", "off"], default="on", help="NIMBUS_MODAL__WARMUP for the runs"
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -99,7 +99,7 @@ def main() -> int:
     env = {
         **os.environ,
         "NIMBUS_ENGINE__N_THREADS": os.environ.get("NIMBUS_ENGINE__N_THREADS", "2"),
-        "NIMBUS_MODAL_WARMUP": "true" if args.warmup == "on" else "false",
+        "NIMBUS_MODAL__WARMUP": "true" if args.warmup == "on" else "false",
         "NIMBUS_SECURITY__AUTH__KEYS": BENCH_KEY,  # what the modal.Secret provides on Modal
     }
     runs: list[dict[str, float]] = []

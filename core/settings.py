@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DEFAULT_CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / "nimbus-models"
@@ -122,7 +122,7 @@ class ServerSettings(BaseModel):
     host: str = Field("127.0.0.1", min_length=1, max_length=255, description="Interface to bind.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = pick a free one).")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
-        "info", description="uvicorn log level."
+        "info", description="uvicorn log level: 'critical', 'error', 'warning', 'info' or 'debug'."
     )
 
 
@@ -144,6 +144,95 @@ class AwsLambdaSettings(BaseModel):
         False,
         description="X-Ray tracing with Powertools Tracer (the function needs Tracing: Active).",
     )
+
+
+# Portable x86-64 baseline (AVX2/FMA/F16C): Modal's image builder and its runtime hosts can be
+# different CPUs, so a -march=native build could die with "illegal instruction".
+DEFAULT_MODAL_CPU_CMAKE_ARGS = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF"
+)
+
+
+class ModalSettings(BaseModel):
+    """The Modal adapter (modal_app.py, handlers/modal_server/): read when `modal deploy` imports
+    modal_app.py, and again inside each container (the NIMBUS_* variables are forwarded)."""
+
+    app_name: str = Field(
+        "nimbus-llm",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="Modal App name (`modal deploy` creates or updates it).",
+    )
+    min_containers: int = Field(
+        1,
+        ge=0,
+        le=100,
+        description="Containers kept warm while idle (0 = scale to zero; each one is billed).",
+    )
+    max_containers: int = Field(
+        4, ge=1, le=1000, description="Most containers Modal may run for this class."
+    )
+    scaledown_window: int = Field(
+        300, ge=2, le=3600, description="Seconds an idle extra container lingers before it stops."
+    )
+    cpu: float = Field(2.0, ge=0.125, le=64, description="CPU cores reserved per container.")
+    memory_mb: int = Field(4096, ge=256, le=262144, description="Memory reserved per container.")
+    gpu: str | None = Field(
+        None,
+        max_length=64,
+        description="GPU type (e.g. T4, L4, A10G); selects the CUDA image and offloads all layers.",
+    )
+    timeout_s: int = Field(
+        600, ge=10, le=86400, description="Longest a single input (request) may run, in seconds."
+    )
+    target_inputs: int = Field(
+        4,
+        ge=1,
+        le=10000,
+        description="Concurrent requests per container the autoscaler aims for (capped at the "
+        "engine's capacity, slots + max_queue).",
+    )
+    memory_snapshot: bool = Field(
+        True, description="Enable Modal memory snapshots (imports + model lookup restored)."
+    )
+    warmup: bool = Field(
+        True,
+        description="Generate one token at container start so no user pays first-decode costs.",
+    )
+    secret_name: str | None = Field(
+        "nimbus-api-keys",
+        max_length=128,
+        description="modal.Secret injected into the containers; holds NIMBUS_SECURITY__AUTH__KEYS "
+        "(empty = none, e.g. with NIMBUS_SECURITY__AUTH__MODE=off).",
+    )
+    volume: str | None = Field(
+        None, max_length=128, description="modal.Volume holding larger GGUF models."
+    )
+    volume_mount: str = Field(
+        "/models", pattern=r"^/[^\s]*$", description="Where the volume is mounted."
+    )
+    extras: str = Field(
+        "",
+        max_length=256,
+        description="Comma-separated pyproject extras installed in the image ('s3' is added for "
+        "s3:// models).",
+    )
+    python_version: str = Field("3.11", pattern=r"^3\.\d+$", description="Container Python.")
+    cpu_cmake_args: str = Field(
+        DEFAULT_MODAL_CPU_CMAKE_ARGS,
+        description="CMAKE_ARGS for llama-cpp-python in the CPU image.",
+    )
+    cuda_base_image: str = Field(
+        "nvidia/cuda:12.4.1-devel-ubuntu22.04", description="Base image of the GPU variant."
+    )
+    cuda_cmake_args: str = Field(
+        "-DGGML_CUDA=on", description="CMAKE_ARGS for llama-cpp-python in the GPU image."
+    )
+
+    @field_validator("gpu", "secret_name", "volume", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        # `NIMBUS_MODAL__SECRET_NAME=` switches an option off.
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 # --- security (core/security): one group, one sub-model per control ----------------------------
@@ -172,8 +261,9 @@ class AuthSettings(BaseModel):
 
     mode: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="'on' requires a key on the API routes (not /api/health, /docs); "
-        "'auto' = off when server.host is a loopback address (`nimbus serve`), on otherwise; "
+        description="'on' requires a key on the API routes (not /api/health, /docs); 'off' "
+        "requires none; 'auto' = 'off' when server.host is a loopback address (`nimbus serve`), "
+        "'on' otherwise; "
         "platform adapters turn 'auto' into 'on' with core.security.adapter_defaults().",
     )
     keys: SecretStr | None = Field(
@@ -255,7 +345,8 @@ class RateLimitSettings(BaseModel):
     )
     on_backend_error: Literal["allow", "deny"] = Field(
         "allow",
-        description="When the DynamoDB backend fails: admit the request (logged) or answer 429.",
+        description="When the DynamoDB backend fails: 'allow' (admit the request, logged) or "
+        "'deny' (answer 429).",
     )
 
     @model_validator(mode="after")
@@ -278,7 +369,8 @@ class PromptSettings(BaseModel):
     )
     injection_policy: Literal["off", "warn", "block"] = Field(
         "warn",
-        description="On an injection pattern match: ignore, warn (header + log), or reject (400).",
+        description="On an injection pattern match: 'off' (no check), 'warn' (header + log) or "
+        "'block' (reject with 400).",
     )
     injection_patterns: list[str] = Field(
         default_factory=lambda: list(_DEFAULT_INJECTION_PATTERNS),
@@ -314,7 +406,7 @@ class OutputSettings(BaseModel):
     @field_validator("extra_patterns")
     @classmethod
     def _patterns_are_bounded(cls, value: list[str]) -> list[str]:
-        from core.security.patterns import match_width
+        from core.patterns import match_width
 
         for pattern in _check_patterns(value):
             shortest, longest = match_width(pattern)
@@ -388,6 +480,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)  # type: ignore[arg-type]
     security: SecuritySettings = Field(default_factory=SecuritySettings)  # type: ignore[arg-type]
     aws_lambda: AwsLambdaSettings = Field(default_factory=AwsLambdaSettings)  # type: ignore[arg-type]
+    modal: ModalSettings = Field(default_factory=ModalSettings)  # type: ignore[arg-type]
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -411,3 +504,51 @@ def describe_fields(settings: Settings) -> list[tuple[str, str, Any, str]]:
 
     walk(settings, "NIMBUS_")
     return rows
+
+
+def setting_errors(exc: ValidationError) -> list[str]:
+    """One line per invalid field, named by its environment variable:
+    ``NIMBUS_ENGINE__SLOTS: must be >= 1 (got 0)``."""
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ()) if not isinstance(part, int)]
+        name = "NIMBUS_" + "__".join(part.upper() for part in loc) if loc else "settings"
+        got = error.get("input")
+        shown = "" if isinstance(got, dict) or got is None else f" (got {_short(got)})"
+        lines.append(f"{name}: {_reason(error)}{shown}")
+    return lines
+
+
+def _reason(error: Any) -> str:
+    ctx = error.get("ctx") or {}
+    kind = error.get("type", "")
+    bounds = {
+        "greater_than_equal": ">= {ge}",
+        "greater_than": "> {gt}",
+        "less_than_equal": "<= {le}",
+        "less_than": "< {lt}",
+    }
+    if kind in bounds:
+        return "must be " + bounds[kind].format(**ctx)
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')}"
+    if kind in ("int_parsing", "int_from_float"):
+        return "must be a whole number"
+    if kind == "float_parsing":
+        return "must be a number"
+    if kind == "bool_parsing":
+        return "must be true or false"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx.get('pattern', '')}"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind == "string_too_short":
+        return f"must be at least {ctx.get('min_length')} characters"
+    message = str(error.get("msg", "invalid value"))
+    return message.removeprefix("Value error, ")
+
+
+def _short(value: Any) -> str:
+    # Environment values arrive as strings: show them as typed (0, not '0').
+    text = value if isinstance(value, str) and value.strip() else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

