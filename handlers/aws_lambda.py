@@ -19,16 +19,17 @@ Logs are JSON (Powertools Logger, the API request id as correlation id, no promp
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.api.deps import DEADLINE_SCOPE_KEY
 from core.app import create_app
@@ -36,12 +37,6 @@ from core.engine.llama import LlamaEngine
 from core.engine.types import Completion
 from core.security import adapter_defaults
 from core.settings import Settings, load_settings
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _INIT_STARTED = time.perf_counter()
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "nimbus")
@@ -132,21 +127,6 @@ class LambdaDeadline:
         await self.app(scope, receive, send)
 
 
-def request_line(event: dict[str, Any]) -> tuple[str, str]:
-    """(method, path) of a function URL / HTTP API v2 or REST v1 event, for logs."""
-    http = event.get("requestContext", {}).get("http")
-    if isinstance(http, dict):
-        return str(http.get("method", "")), str(event.get("rawPath") or http.get("path", ""))
-    return str(event.get("httpMethod", "")), str(event.get("path", ""))
-
-
-def request_body_text(event: dict[str, Any]) -> str:
-    body = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode("utf-8", errors="replace")
-    return str(body)[:LOG_TEXT_LIMIT]
-
-
 def build_engine(settings: Settings) -> LlamaEngine:
     started = time.perf_counter()
     engine = LlamaEngine(settings)
@@ -167,61 +147,18 @@ def build_engine(settings: Settings) -> LlamaEngine:
     return engine
 
 
-# -- once per execution environment (Lambda init) --------------------------------------------
-# API keys are on unless the operator sets NIMBUS_SECURITY__AUTH__MODE=off: a function URL is
-# reachable from the internet (AuthType NONE) or from anyone the account lets invoke it.
-settings = adapter_defaults(load_settings())
-engine = build_engine(settings)
-record = InvocationRecord()
-app = LambdaDeadline(
-    create_app(settings, engine, observer=record),
-    margin_s=settings.aws_lambda.deadline_margin_ms / 1000,
-)
-asgi_handler = Mangum(app, lifespan="off")  # lifespan would run (and close the engine) per call
-logger.info("init done", extra={"init_ms": round((time.perf_counter() - _INIT_STARTED) * 1000, 1)})
+class RequestLog:
+    """One JSON log line and the latency metric per request, in both modes (Mangum and the Web
+    Adapter): method, path, status, latency and what the engine produced; request and completion
+    text only when ``log_prompts`` is on. The correlation id (the function URL / API Gateway
+    request id) goes back to the caller as ``x-request-id``."""
 
-
-def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    started = time.perf_counter()
-    request_id = event.get("requestContext", {}).get("requestId") or context.aws_request_id
-    logger.set_correlation_id(request_id)
-    record.reset()
-    method, path = request_line(event)
-    response: dict[str, Any] = asgi_handler(event, context)
-    latency_ms = (time.perf_counter() - started) * 1000
-    metrics.add_metric("Latency", MetricUnit.Milliseconds, latency_ms)
-    fields: dict[str, Any] = {
-        "method": method,
-        "path": path,
-        "status": response.get("statusCode"),
-        "latency_ms": round(latency_ms, 1),
-        **record.log_fields(settings.aws_lambda.log_prompts),
-    }
-    if settings.aws_lambda.log_prompts:
-        fields["request_body"] = request_body_text(event)
-    logger.info("request", extra=fields)
-    response.setdefault("headers", {})["x-request-id"] = request_id
-    return response
-
-
-def _wrap(fn: Callable[[dict[str, Any], Any], dict[str, Any]]) -> Callable[..., Any]:
-    wrapped: Callable[..., Any] = metrics.log_metrics(fn, capture_cold_start_metric=True)
-    if settings.aws_lambda.tracing:
-        from aws_lambda_powertools import Tracer
-
-        wrapped = Tracer(service=SERVICE).capture_lambda_handler(wrapped)
-    return logger.inject_lambda_context(wrapped, clear_state=True)
-
-
-handler = _wrap(_handle)
-
-
-class WebAdapterApp:
-    """The ASGI app uvicorn serves behind the Lambda Web Adapter (streaming image): the same app
-    plus, per request, the correlation id from ``x-amzn-request-context`` and an EMF flush."""
-
-    def __init__(self, inner: ASGIApp) -> None:
+    def __init__(self, inner: ASGIApp, *, log_prompts: bool, flush_metrics: bool) -> None:
         self.inner = inner
+        self.log_prompts = log_prompts
+        # Behind the Web Adapter no Powertools decorator wraps an invocation: this middleware
+        # sets the correlation id, counts the cold start and flushes the EMF metrics itself.
+        self.web_adapter = flush_metrics
         self._cold = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -229,37 +166,51 @@ class WebAdapterApp:
             await self.inner(scope, receive, send)
             return
         started = time.perf_counter()
-        status: list[int] = []
-        logger.set_correlation_id(_request_id(scope))
+        if self.web_adapter:
+            logger.set_correlation_id(_web_adapter_request_id(scope))
+        request_id = logger.get_correlation_id()
         record.reset()
+        status: list[int] = []
+        body = bytearray()
 
-        async def send_wrapper(message: Message) -> None:
+        async def receive_logged() -> Message:
+            message = await receive()
+            if self.log_prompts and message["type"] == "http.request":
+                body.extend(message.get("body", b"")[: LOG_TEXT_LIMIT - len(body)])
+            return message
+
+        async def send_logged(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status.append(int(message["status"]))
+                if request_id:
+                    headers = list(message.get("headers", []))
+                    headers.append((b"x-request-id", str(request_id).encode("latin-1")))
+                    message["headers"] = headers
             await send(message)
 
         try:
-            await self.inner(scope, receive, send_wrapper)
+            await self.inner(scope, receive_logged, send_logged)
         finally:
             latency_ms = (time.perf_counter() - started) * 1000
-            if self._cold:
+            if self.web_adapter and self._cold:
                 self._cold = False
                 metrics.add_metric("ColdStart", MetricUnit.Count, 1)
             metrics.add_metric("Latency", MetricUnit.Milliseconds, latency_ms)
-            logger.info(
-                "request",
-                extra={
-                    "method": scope.get("method"),
-                    "path": scope.get("path"),
-                    "status": status[0] if status else None,
-                    "latency_ms": round(latency_ms, 1),
-                    **record.log_fields(settings.aws_lambda.log_prompts),
-                },
-            )
-            metrics.flush_metrics()
+            fields: dict[str, Any] = {
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                "status": status[0] if status else None,
+                "latency_ms": round(latency_ms, 1),
+                **record.log_fields(self.log_prompts),
+            }
+            if self.log_prompts:
+                fields["request_body"] = body.decode("utf-8", errors="replace")
+            logger.info("request", extra=fields)
+            if self.web_adapter:
+                metrics.flush_metrics()
 
 
-def _request_id(scope: Scope) -> str | None:
+def _web_adapter_request_id(scope: Scope) -> str | None:
     raw = _header(scope, b"x-amzn-request-context")
     if raw:
         try:
@@ -270,4 +221,42 @@ def _request_id(scope: Scope) -> str | None:
     return None
 
 
-web_app = WebAdapterApp(app)
+# -- once per execution environment (Lambda init) --------------------------------------------
+# API keys are on unless the operator sets NIMBUS_SECURITY__AUTH__MODE=off: a function URL is
+# reachable from the internet (AuthType NONE) or from anyone the account lets invoke it.
+settings = adapter_defaults(load_settings())
+engine = build_engine(settings)
+record = InvocationRecord()
+app = LambdaDeadline(
+    create_app(settings, engine, observer=record),
+    margin_s=settings.aws_lambda.deadline_margin_ms / 1000,
+)
+_log_prompts = settings.aws_lambda.log_prompts
+# lifespan off: it would run (and close the engine) on every invocation.
+asgi_handler = Mangum(
+    RequestLog(app, log_prompts=_log_prompts, flush_metrics=False), lifespan="off"
+)
+logger.info("init done", extra={"init_ms": round((time.perf_counter() - _INIT_STARTED) * 1000, 1)})
+
+
+def _wrap(fn: Callable[[dict[str, Any], Any], dict[str, Any]]) -> Callable[..., Any]:
+    wrapped: Callable[..., Any] = metrics.log_metrics(fn, capture_cold_start_metric=True)
+    if settings.aws_lambda.tracing:
+        from aws_lambda_powertools import Tracer
+
+        wrapped = Tracer(service=SERVICE).capture_lambda_handler(wrapped)
+    # The correlation id is the function URL / API Gateway request id (requestContext.requestId).
+    return logger.inject_lambda_context(
+        wrapped, correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL, clear_state=True
+    )
+
+
+def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    response: dict[str, Any] = asgi_handler(event, context)
+    return response
+
+
+# The buffered handler (``CMD ["handlers.aws_lambda.handler"]``).
+handler = _wrap(_handle)
+# What uvicorn serves behind the Lambda Web Adapter (the streaming image).
+web_app = RequestLog(app, log_prompts=_log_prompts, flush_metrics=True)
