@@ -1,18 +1,23 @@
-"""The `nimbus` command: serve, generate, config."""
+"""The `nimbus` command: serve, generate, config, bench. User errors print one line and exit 2."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
+import os
+import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from core.errors import NimbusError
-from core.settings import Settings, describe_fields, load_settings
+from core.settings import Settings, describe_fields, load_settings, setting_errors
 
 
 def _progress_bar() -> Callable[[int, int], None]:
@@ -39,7 +44,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     server = {k: v for k in ("host", "port") if (v := getattr(args, k, None)) is not None}
     if server:
         overrides["server"] = server
-    if getattr(args, "threads", None):
+    if getattr(args, "threads", None) is not None:
         overrides["engine"] = {"n_threads": args.threads}
     base = load_settings()
     merged = base.model_dump()
@@ -60,6 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     engine = LlamaEngine(settings, progress=_progress_bar())
     engine.resolve()  # a missing or non-GGUF model stops here, before the port opens
+    sock = _listen(settings.server.host, settings.server.port)  # a taken port too
     server: Any = None
     failed = threading.Event()
 
@@ -83,40 +89,67 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         app,
         host=settings.server.host,
-        port=settings.server.port,
+        port=sock.getsockname()[1],
         log_level=settings.server.log_level,
     )
     server = uvicorn.Server(config)
     if failed.is_set():
         return 1
-    server.run()
+    server.run(sockets=[sock])
     return 0 if engine.state != "failed" else 1
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything slow starts: a taken port or an address this
+    machine does not have is a one-line error, not a traceback after the model has loaded."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+    except OSError as exc:
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise UsageError(f"cannot listen on {host}:{port}: {reason or exc}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    from core.api.generate import GenerateCall
+    from core.api.protocol import GenerateRequest
+    from core.api.service import GenerationService
     from core.engine.llama import LlamaEngine
-    from core.engine.types import ChatMessage, GenerationRequest, PromptSegment, SamplingParams
+    from core.security import RequestSecurity, Security
 
     settings = _settings_from(args)
+    body = _validated(
+        GenerateRequest,
+        {
+            "prompt": args.prompt,
+            "maxTokens": args.max_tokens,
+            "temperature": args.temperature,
+            "seed": args.seed,
+            "raw": args.raw,
+        },
+    )
     engine = LlamaEngine(settings, progress=_progress_bar())
     engine.load()
-    prompt = (
-        (PromptSegment(args.prompt, special=True),)
-        if args.raw
-        else engine.render_chat([ChatMessage("user", args.prompt)])
-    )
-    request = GenerationRequest(
-        prompt=prompt,
-        max_tokens=args.max_tokens,
-        sampling=SamplingParams(temperature=args.temperature, seed=args.seed),
-    )
+    service = GenerationService(engine, settings.limits)
+    # The same use-case as POST /api/generate; the terminal's user needs no API key.
+    security = Security(settings, trusted=True)
 
     async def run() -> None:
-        stream = engine.submit(request)
-        async for text in stream:
+        call = GenerateCall(service, RequestSecurity(security, client="cli"), body)
+        async for text in call.text():
             sys.stdout.write(text)
             sys.stdout.flush()
-        result = stream.result
+        result = call.stream.result
         assert result is not None
         sys.stdout.write("\n")
         print(
@@ -198,7 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-tokens", type=int, default=256, help="most tokens to generate (256)")
     gen.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (0.7)")
     gen.add_argument("--seed", type=int, default=None, help="sampling seed for repeatable output")
-    gen.add_argument("--raw", action="store_true", help="send the prompt without the chat template")
+    gen.add_argument(
+        "--raw",
+        action="store_true",
+        help="send the prompt without the chat template (as the API's raw: true)",
+    )
     model_flag(gen)
     gen.set_defaults(func=cmd_generate)
 
@@ -222,6 +259,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UsageError(Exception):
+    """A mistake the user can fix (a taken port, an invalid argument): one line, exit 2."""
+
+
+def _validated(model: Any, data: dict[str, Any]) -> Any:
+    """``model.model_validate(data)``; problems become one UsageError naming each field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise UsageError(problems) from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -231,9 +283,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         code: int = args.func(args)
+    except ValidationError as exc:  # settings from the environment or flags
+        for line in setting_errors(exc):
+            print(f"nimbus: error: {line}", file=sys.stderr)
+        return 2
     except NimbusError as exc:
         print(f"nimbus: error: {exc.message}", file=sys.stderr)
         return 2
+    except UsageError as exc:
+        print(f"nimbus: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`nimbus config | head -1`): stop quietly, as other tools do, and
+        # keep the interpreter from complaining when it flushes stdout on exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         return 130
     return code

@@ -79,3 +79,73 @@ def test_readme_configuration_table_is_the_generated_one(
     table = capsys.readouterr().out.strip()
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert table in readme
+
+
+def _nimbus(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NIMBUS_")}
+    return subprocess.run(
+        [*NIMBUS, *args], capture_output=True, text=True, timeout=120, env={**clean, **(env or {})}
+    )
+
+
+def test_a_bad_setting_is_one_line_per_field_and_exit_2() -> None:
+    proc = _nimbus(
+        "config",
+        env={"NIMBUS_ENGINE__SLOTS": "0", "NIMBUS_SECURITY__PROMPT__INJECTION_POLICY": "nope"},
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert "nimbus: error: NIMBUS_ENGINE__SLOTS: must be >= 1 (got 0)" in lines
+    assert (
+        "nimbus: error: NIMBUS_SECURITY__PROMPT__INJECTION_POLICY: must be one of "
+        "'off', 'warn' or 'block' (got nope)" in lines
+    )
+    assert len(lines) == 2 and "Traceback" not in proc.stderr
+
+
+def test_a_bad_flag_value_is_one_line_too() -> None:
+    proc = _nimbus("config", "--threads", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "nimbus: error: NIMBUS_ENGINE__N_THREADS: must be >= 1 (got 0)"
+
+
+def test_a_missing_model_is_one_line(tmp_path: Path) -> None:
+    proc = _nimbus("generate", "hi", "--model", str(tmp_path / "nope.gguf"))
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "nope.gguf" in proc.stderr and "not found" in proc.stderr
+
+
+def test_a_port_in_use_is_one_line() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = _nimbus("serve", "--port", str(port))
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == f"nimbus: error: cannot listen on 127.0.0.1:{port}: address already in use"
+    )
+
+
+def test_a_closed_pipe_is_not_an_error() -> None:
+    # `nimbus config | head -1`: the reader goes away after one line.
+    proc = subprocess.run(
+        f"{sys.executable} -m core.cli config | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stdout.count("\n") == 1
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_an_invalid_generate_argument_is_one_line() -> None:
+    proc = _nimbus("generate", "hi", "--max-tokens", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("nimbus: error: maxTokens:")
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -82,3 +82,26 @@ def test_security_defaults_are_safe() -> None:
 def test_bad_security_settings_are_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         Settings(security=bad)  # type: ignore[arg-type]
+
+
+def test_every_choice_setting_names_its_accepted_values() -> None:
+    # `nimbus config` and the docs show these descriptions: each accepted value must be in them.
+    from typing import Literal, get_args, get_origin
+
+    from pydantic import BaseModel
+
+    def walk(model: type[BaseModel]) -> list[tuple[str, tuple[str, ...], str]]:
+        found = []
+        for name, field in model.model_fields.items():
+            factory = field.default_factory
+            if isinstance(factory, type) and issubclass(factory, BaseModel):
+                found += walk(factory)
+            elif get_origin(field.annotation) is Literal:
+                found.append((name, get_args(field.annotation), field.description or ""))
+        return found
+
+    choices = walk(Settings)
+    assert len(choices) >= 6
+    for name, values, description in choices:
+        for value in values:
+            assert f"'{value}'" in description, (name, value)
