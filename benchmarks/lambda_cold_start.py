@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.handlers import lambda_events as ev
-from tests.handlers.lambda_runtime import lambda_function
+from tests.support import lambda_events as ev
+from tests.support.lambda_runtime import lambda_function
 
 
 @contextmanager

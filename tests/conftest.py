@@ -80,3 +80,16 @@ def real_server() -> Iterator[LiveServer]:
 def http(real_server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=real_server.base_url, timeout=300) as client:
         yield client
+
+
+@pytest.fixture()
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process AWS (moto) with fake credentials and a region: S3, DynamoDB, Secrets Manager and
+    SSM calls made by boto3 inside the test never leave the process."""
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        yield

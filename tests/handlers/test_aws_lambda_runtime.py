@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.handlers import lambda_events as ev
-from tests.handlers.lambda_runtime import Invocation, LambdaProcess, lambda_function
+from tests.support import lambda_events as ev
+from tests.support.lambda_runtime import Invocation, LambdaProcess, lambda_function
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,8 +12,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.handlers import lambda_events as ev
-from tests.handlers.lambda_runtime import LambdaProcess, lambda_function
+from tests.support import lambda_events as ev
+from tests.support.lambda_runtime import LambdaProcess, lambda_function
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

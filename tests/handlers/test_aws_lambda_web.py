@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.handlers.lambda_runtime import ROOT, lambda_env
+from tests.support.lambda_runtime import ROOT, lambda_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

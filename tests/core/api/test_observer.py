@@ -7,7 +7,7 @@ import httpx
 from core.app import create_app
 from core.engine.types import Completion
 from core.settings import Settings
-from tests.fakes import FakeEngine
+from tests.support.fakes import FakeEngine
 
 
 def client_with(observer: object) -> httpx.AsyncClient:

@@ -10,7 +10,7 @@ import pytest
 
 from core.app import create_app
 from core.settings import Settings
-from tests.fakes import FakeEngine
+from tests.support.fakes import FakeEngine
 
 
 def make(engine: FakeEngine | None = None, **limits: int) -> tuple[httpx.AsyncClient, FakeEngine]:

@@ -38,8 +38,8 @@ def test_building_an_engine_without_loading_does_not_load_llama_cpp() -> None:
 
 
 def test_validating_settings_does_not_import_the_web_stack() -> None:
-    # Output patterns are validated with core.security.patterns; the core.security package
-    # must not drag FastAPI in with it, or `nimbus serve` starts the model load ~0.4 s later.
+    # Output patterns are validated with core.patterns; settings must not drag FastAPI in with
+    # them, or `nimbus serve` starts the model load ~0.4 s later.
     probe = (
         "import sys; from core.settings import Settings;"
         "Settings(security={'output': {'extra_patterns': [r'secret-\\d{4}']}});"

@@ -10,39 +10,37 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from moto import mock_aws
-from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
 
 from core.app import create_app
 from core.security.dynamo import TTL_ATTRIBUTE, DynamoRateLimiter, create_table
 from core.settings import RateLimitSettings, Settings
-from tests.fakes import FakeEngine
+from tests.support.fakes import FakeEngine
 
 TABLE = "nimbus-rate-limits"
 NOW = 1_700_000_100.0  # fixed clock: the test never straddles a window boundary
 
 
 @pytest.fixture()
-def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    # DynamoDB applies each single-item write atomically; moto's in-process backend does not
-    # (concurrent UpdateItem calls can interleave between its condition check and its write).
-    # One lock around moto's update_item restores the service's guarantee; everything above
-    # it (our conditional expression, boto3, the threads, both apps) runs for real.
+def dynamodb(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[object]:
+    # DynamoDB applies each single-item write atomically, returned values included; moto's
+    # in-process backend does not (concurrent UpdateItem calls can interleave between its
+    # condition check and its write, and its response reads the item after the write, when
+    # another thread may have changed it). One lock around moto's UpdateItem handler restores the
+    # service's guarantee; everything above it (our conditional expression, boto3, the threads,
+    # both apps) runs for real.
     lock = threading.Lock()
-    original = DynamoDBBackend.update_item
+    original = DynamoHandler.update_item
 
     def atomic_update_item(self: Any, *args: Any, **kwargs: Any) -> Any:
         with lock:
             return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(DynamoDBBackend, "update_item", atomic_update_item)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(client, TABLE)
-        yield client
+    monkeypatch.setattr(DynamoHandler, "update_item", atomic_update_item)
+    request.getfixturevalue("aws")  # moto starts after the patch, so its backend is the patched one
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_table(client, TABLE)
+    yield client
 
 
 def app_instance(limit: int, tokens: int = 0) -> httpx.AsyncClient:

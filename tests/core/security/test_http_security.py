@@ -12,7 +12,7 @@ from core.app import create_app
 from core.errors import SecurityConfigError
 from core.security import adapter_defaults, auth_required
 from core.settings import Settings
-from tests.fakes import FakeEngine
+from tests.support.fakes import FakeEngine
 
 KEY = "nimbus-test-key-0123456789"
 OTHER = "nimbus-test-key-abcdefghij"

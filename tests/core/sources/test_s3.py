@@ -9,7 +9,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from core.errors import ModelLoadError
 from core.settings import ModelSourceSettings
@@ -20,16 +19,12 @@ MODEL = b"GGUF" + bytes(range(256)) * 64
 
 
 @pytest.fixture()
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(Bucket="models")
-        client.put_object(Bucket="models", Key="tiny/model.gguf", Body=MODEL)
-        client.put_object(Bucket="models", Key="tiny/page.html", Body=b"<html>")
-        yield client
+def s3(aws: None) -> Iterator[Any]:
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="models")
+    client.put_object(Bucket="models", Key="tiny/model.gguf", Body=MODEL)
+    client.put_object(Bucket="models", Key="tiny/page.html", Body=b"<html>")
+    yield client
 
 
 def test_downloads_once_with_progress_then_uses_cache(s3: Any, tmp_path: Path) -> None:
