@@ -230,13 +230,6 @@ def test_bundled_wheel_pin_matches_the_makefile() -> None:
     assert re.search(rf"--no-deps {re.escape(ms.BUNDLED_MODEL_WHEEL)}\b", makefile)
 
 
-def test_docs_document_every_deploy_knob_with_its_default() -> None:
-    page = (ROOT / "docs" / "modal.md").read_text()
-    for name, field in ms.ModalDeploySettings.model_fields.items():
-        default = "(unset)" if field.default in (None, "") else str(field.default)
-        assert f"| `NIMBUS_MODAL__{name.upper()}` | `{default}` |" in page, name
-
-
 def test_prepare_leaves_remote_models_for_after_the_snapshot() -> None:
     # A snapshot is of memory and a download into /tmp is a file: fetched in start(), after restore.
     from core.settings import load_settings
