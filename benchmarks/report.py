@@ -1,4 +1,4 @@
-"""Results -> ratios against the peers and the issue's targets; Markdown, JSON and a PNG chart."""
+"""Results -> ratios against the peers and the performance targets; Markdown, JSON, a PNG chart."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _ratio(a: Any, b: Any) -> float | None:
 
 
 def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool | None]]:
-    """The issue's targets: (what, measured, met?)."""
+    """The performance targets (docs/performance.md): (what, measured, met?)."""
     n = results.get("nimbus", {})
     cpp = results.get("llama_server", {})
     py = results.get("llama_cpp_server", {})
@@ -105,12 +105,13 @@ def markdown(
         lines += [
             "",
             f"A bare `python -c 'import fastapi, uvicorn, pydantic_settings'` takes {floor:.2f} s "
-            "here: the floor under any FastAPI server's cold start, before a model is touched.",
+            "on this machine: the floor under any FastAPI server's cold start, before a model is "
+            "touched.",
         ]
     skipped = meta.get("skipped") or {}
     if skipped:
         lines += ["", *(f"- {labels.get(k, k)}: {why}" for k, why in skipped.items())]
-    lines += ["", "| target (issue 7) | measured | met |", "|---|---|---|"]
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
     for what, shown, ok in targets(results):
         lines.append(f"| {what} | {shown} | {'yes' if ok else ('no' if ok is False else '—')} |")
     return "\n".join(lines) + "\n"

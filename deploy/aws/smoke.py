@@ -2,8 +2,9 @@
 streamed). With --iam, requests are signed with SigV4 (service "lambda") from the usual AWS
 credential chain, as a function URL with AuthType AWS_IAM requires.
 
-    python deploy/aws/smoke.py https://<id>.lambda-url.<region>.on.aws/ --iam
-    python deploy/aws/smoke.py https://<id>.lambda-url.<region>.on.aws/ --api-key "$KEY" --stream
+    URL=https://<id>.lambda-url.<region>.on.aws/      # the stack output FunctionUrl
+    .venv/bin/python deploy/aws/smoke.py "$URL" --iam
+    NIMBUS_API_KEY=<key> .venv/bin/python deploy/aws/smoke.py "$URL" --stream
 
 Exit status 0 when every check passes. Needs only the standard library, plus botocore for --iam.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -127,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iam", action="store_true", help="sign with SigV4 (AuthType AWS_IAM)")
     parser.add_argument("--region", help="region for signing (default: from the URL)")
     parser.add_argument(
-        "--api-key", help="API key ('Authorization: Bearer', or x-api-key together with --iam)"
+        "--api-key",
+        default=os.environ.get("NIMBUS_API_KEY"),
+        help="API key ('Authorization: Bearer', or x-api-key together with --iam); "
+        "default: $NIMBUS_API_KEY",
     )
     parser.add_argument("--stream", action="store_true", help="stream the chat completion")
     parser.add_argument("--timeout", type=float, default=180, help="seconds per request")

@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # Deploys the nimbus-llm edge worker (handlers/cloudflare) with the wrangler pinned in package.json.
-#
-#   CLOUDFLARE_API_TOKEN=... [CLOUDFLARE_ACCOUNT_ID=...] \
-#   INFERENCE_ORIGIN=https://<id>.lambda-url.<region>.on.aws,https://<app>.modal.run \
-#   EDGE_API_KEY=... [ORIGIN_API_KEY=...] [AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...] \
-#   deploy/cloudflare/deploy.sh
-#
-#   deploy/cloudflare/deploy.sh --dry-run [OUTDIR]   # bundle only, no account needed
-#
-# Secrets are read from the environment and uploaded with `wrangler secret put` (stdin, never on
-# the command line); unset ones are left as they are. Until EDGE_API_KEY is set the worker refuses
-# every request (fails closed) unless ALLOW_ANONYMOUS=true.
+# Run `deploy/cloudflare/deploy.sh --help` for the options; docs/cloudflare.md walks through it.
 set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: deploy/cloudflare/deploy.sh                  deploy (needs CLOUDFLARE_API_TOKEN)
+       deploy/cloudflare/deploy.sh --dry-run [DIR]  bundle only, into DIR; no account needed
+       deploy/cloudflare/deploy.sh --delete         tear down: wrangler delete
+       deploy/cloudflare/deploy.sh --help
+
+Environment:
+  CLOUDFLARE_API_TOKEN   an API token allowed to edit Workers scripts (docs/cloudflare.md)
+  CLOUDFLARE_ACCOUNT_ID  the account, when the token can see more than one
+  Vars (override wrangler.toml [vars] for this deploy):
+    INFERENCE_ORIGIN ORIGIN_TIMEOUT_MS HEALTH_TIMEOUT_MS ALLOW_ANONYMOUS SIGV4 SIGV4_SERVICE AWS_REGION
+  Secrets (uploaded with the deploy itself, `wrangler deploy --secrets-file`, so the first
+  version never runs without them; unset ones keep their current value):
+    EDGE_API_KEY ORIGIN_API_KEY AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
+
+Without EDGE_API_KEY the worker refuses every request (fails closed) unless ALLOW_ANONYMOUS=true.
+USAGE
+}
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -19,14 +29,34 @@ CONFIG="$ROOT/handlers/cloudflare/wrangler.toml"
 SECRETS=(EDGE_API_KEY ORIGIN_API_KEY AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN)
 VARS=(INFERENCE_ORIGIN ORIGIN_TIMEOUT_MS HEALTH_TIMEOUT_MS ALLOW_ANONYMOUS SIGV4 SIGV4_SERVICE AWS_REGION)
 
+action=deploy
+outdir=""
+case "${1:-}" in
+  "") ;;
+  -h | --help) usage; exit 0 ;;
+  --dry-run) action=dry-run; outdir="${2:-}" ;;
+  --delete) action=delete ;;
+  *) echo "deploy.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+esac
+
 export WRANGLER_SEND_METRICS="${WRANGLER_SEND_METRICS:-false}"
 
 cd "$HERE"
 WRANGLER="${WRANGLER:-$HERE/node_modules/.bin/wrangler}"
 if [[ ! -x "$WRANGLER" ]]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "deploy.sh: npm not found: install Node.js 20 or newer (with npm), then run \`make install\`." >&2
+    exit 3
+  fi
   npm ci --prefer-offline --no-audit --no-fund
 fi
 wrangler() { "$WRANGLER" "$@"; }
+
+if [[ "$action" == delete ]]; then
+  : "${CLOUDFLARE_API_TOKEN:?set CLOUDFLARE_API_TOKEN (a token allowed to edit Workers scripts)}"
+  wrangler delete --config "$CONFIG"
+  exit 0
+fi
 
 # The edge enforces core's limits: refuse to ship a limits.js that no longer matches them.
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
@@ -34,14 +64,32 @@ if [[ -x "$PYTHON" ]]; then
   (cd "$ROOT" && "$PYTHON" -m handlers.cloudflare.gen_limits --check)
 fi
 
-if [[ "${1:-}" == "--dry-run" ]]; then
-  outdir="${2:-$(mktemp -d)}"
-  wrangler deploy --config "$CONFIG" --dry-run --outdir "$outdir"
+# Secrets set in the environment go to wrangler in a private JSON file (never on a command line)
+# and are uploaded together with the worker's code.
+secret_args=()
+names=()
+for name in "${SECRETS[@]}"; do
+  [[ -n "${!name:-}" ]] && names+=("$name")
+done
+if [[ ${#names[@]} -gt 0 ]]; then
+  workdir="$(mktemp -d)"
+  trap 'rm -rf "$workdir"' EXIT
+  (umask 077 && node -e '
+    const out = {};
+    for (const name of process.argv.slice(1)) out[name] = process.env[name];
+    process.stdout.write(JSON.stringify(out));
+  ' "${names[@]}" >"$workdir/secrets.json")
+  secret_args=(--secrets-file "$workdir/secrets.json")
+fi
+
+if [[ "$action" == dry-run ]]; then
+  outdir="${outdir:-$(mktemp -d)}"
+  wrangler deploy --config "$CONFIG" --dry-run --outdir "$outdir" "${secret_args[@]}"
   echo "bundle written to $outdir"
   exit 0
 fi
 
-: "${CLOUDFLARE_API_TOKEN:?set CLOUDFLARE_API_TOKEN (a token with Workers Scripts:Edit)}"
+: "${CLOUDFLARE_API_TOKEN:?set CLOUDFLARE_API_TOKEN (a token allowed to edit Workers scripts)}"
 
 # Vars from the environment override wrangler.toml's [vars] for this deploy.
 var_args=()
@@ -51,12 +99,10 @@ done
 if [[ -z "${INFERENCE_ORIGIN:-}" ]]; then
   echo "note: INFERENCE_ORIGIN not set; using the value in wrangler.toml" >&2
 fi
+if [[ -z "${EDGE_API_KEY:-}" && "${ALLOW_ANONYMOUS:-}" != "true" ]]; then
+  echo "note: EDGE_API_KEY not set; a worker that never had one refuses every request (500 edge_misconfigured)" >&2
+fi
 
-wrangler deploy --config "$CONFIG" "${var_args[@]}"
-
-for name in "${SECRETS[@]}"; do
-  if [[ -n "${!name:-}" ]]; then
-    printf '%s' "${!name}" | wrangler secret put "$name" --config "$CONFIG"
-  fi
-done
-echo "deployed; check it with: curl https://<worker>.<subdomain>.workers.dev/api/health"
+wrangler deploy --config "$CONFIG" "${var_args[@]}" "${secret_args[@]}"
+echo "deployed; check it with: curl https://nimbus-edge.<your-subdomain>.workers.dev/api/health"
+echo "tear it down with: deploy/cloudflare/deploy.sh --delete"

@@ -1,8 +1,9 @@
 """Smoke-test a deployed nimbus-llm endpoint (Modal, or any URL serving the same app).
 
-    python deploy/modal/smoke.py https://<workspace>--nimbus-llm-model-web.modal.run
-    NIMBUS_API_KEY=sk-... python deploy/modal/smoke.py URL     # when API keys are on
-    python deploy/modal/smoke.py URL --modal-app nimbus-llm    # also Model().generate.remote()
+    URL=https://<workspace>--nimbus-llm-model-web.modal.run
+    NIMBUS_API_KEY=<key> .venv/bin/python deploy/modal/smoke.py $URL
+    NIMBUS_API_KEY=<key> .venv/bin/python deploy/modal/smoke.py $URL --modal-app nimbus-llm
+        # --modal-app: also Model().generate.remote()
 
 Waits for /api/health to turn ready (a cold start answers 503 "loading" first), then checks
 /api/generate (whole and streamed) and /v1 with the official openai client. Prints one line

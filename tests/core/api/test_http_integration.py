@@ -105,7 +105,7 @@ def test_openai_client_chat_completions_and_streaming(real_server: LiveServer) -
 
 def test_seeded_sampling_is_repeatable(http: httpx.Client) -> None:
     # The first call warms the prefix cache, so the next two see the same cache state (a cache hit
-    # can change low-order float results, as in llama-server; see README "Determinism").
+    # can change low-order float results, as in llama-server; see docs/api.md "Determinism").
     body = {
         "messages": [{"role": "user", "content": "Tell me a fact."}],
         "max_tokens": 16,

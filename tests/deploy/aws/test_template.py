@@ -114,6 +114,8 @@ def test_function_url_image_function_and_parameters(cfn: dict[str, Any]) -> None
     assert cfn["Outputs"]["FunctionUrl"]["Value"] == {
         "Fn::GetAtt": ["NimbusFunctionUrl", "FunctionUrl"]
     }
+    # What an AWS_IAM caller's policy must name (lambda:InvokeFunctionUrl and lambda:InvokeFunction).
+    assert cfn["Outputs"]["FunctionArn"]["Value"] == {"Fn::GetAtt": ["NimbusFunction", "Arn"]}
 
 
 def test_public_url_permissions_only_when_auth_is_none(cfn: dict[str, Any]) -> None:
@@ -186,7 +188,16 @@ def built_function(overrides: list[str]) -> Any:
     [
         ({}, "buffered", "x86_64"),
         ({"INVOKE_MODE": "RESPONSE_STREAM"}, "streaming", "x86_64"),
-        ({"ARCH": "arm64", "AUTH_TYPE": "NONE"}, "buffered", "arm64"),
+        (
+            {
+                "ARCH": "arm64",
+                "AUTH_TYPE": "NONE",
+                "API_KEYS_SECRET_ARN": "arn:aws:secretsmanager:"
+                "us-east-1:123456789012:secret:nimbus/api-keys-AbCdEf",
+            },
+            "buffered",
+            "arm64",
+        ),
     ],
 )
 def test_sam_build_picks_the_image_variant_and_architecture(
