@@ -21,9 +21,11 @@ def usd(value: float | None) -> str:
     sign, x = ("-", -value) if value < 0 else ("", value)
     if x >= 1:
         return f"{sign}${x:,.2f}"
-    # Three significant digits, never fewer than cents: $0.40, $0.000263.
+    # Three significant digits at most, never fewer than cents: $0.25, $0.40, $0.000263.
     decimals = max(2, 2 - math.floor(math.log10(x)))
-    return f"{sign}${x:.{decimals}f}"
+    text = f"{x:.{decimals}f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"{sign}${whole}.{frac.ljust(2, '0')}"
 
 
 def count(value: float | None) -> str:

@@ -34,10 +34,12 @@ def small_report() -> m.Report:
 
 
 def test_money_and_tables_read_well() -> None:
-    assert [usd(x) for x in (4000, 1.5, 0.4, 0.000263, 0, None, -3.2)] == [
+    assert [usd(x) for x in (4000, 1.5, 0.4, 0.25, 0.0075, 0.000263, 0, None, -3.2)] == [
         "$4,000.00",
         "$1.50",
-        "$0.400",
+        "$0.40",
+        "$0.25",
+        "$0.0075",
         "$0.000263",
         "$0",
         "—",
