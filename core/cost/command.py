@@ -113,8 +113,9 @@ def add_arguments(cost: argparse.ArgumentParser) -> None:
         "--modal-gpu",
         action="append",
         default=[],
-        metavar="GPU=FILE.json",
-        help="also price a Modal container with this GPU, from a bench result measured on it",
+        metavar="GPU[=FILE.json]",
+        help="also price a Modal container with this GPU (its idle cost; its cost per token "
+        "from a bench result measured on that GPU); may repeat",
     )
     plat.add_argument("--no-edge", action="store_true", help="leave out the Cloudflare row")
     plat.add_argument("--edge-origin", type=int, help="Lambda MB behind the Cloudflare Worker")
@@ -253,15 +254,15 @@ def _report(args: argparse.Namespace) -> int:
     book = load_book(args.prices, args.price)
     workload = m.Workload(args.prompt_tokens, args.completion_tokens)
     book.api(args.api)  # an unknown API fails before a measurement is spent
-    gpus: list[tuple[str, Throughput]] = []
+    gpus: list[tuple[str, Throughput | None]] = []
     for item in args.modal_gpu:
         name, sep, path = item.partition("=")
-        if not sep or not name or not path:
+        if not name or (sep and not path):
             raise InvalidParameterError(
-                f"--modal-gpu wants GPU=FILE.json (e.g. T4=bench-t4.json), not {item!r}",
+                f"--modal-gpu wants GPU or GPU=FILE.json (e.g. T4=bench-t4.json), not {item!r}",
                 param="modal-gpu",
             )
-        gpus.append((name, from_bench(Path(path))))
+        gpus.append((name, from_bench(Path(path)) if path else None))
     slots = args.slots
     if slots is None:
         from core.settings import load_settings

@@ -210,7 +210,7 @@ class Shape:
     modal_memory_mb: int = MODAL_DEFAULT_MEMORY_MB
     modal_min_containers: int = MODAL_DEFAULT_MIN_CONTAINERS
     slots: int = 4
-    modal_gpus: tuple[tuple[str, Throughput], ...] = ()
+    modal_gpus: tuple[tuple[str, Throughput | None], ...] = ()
     edge: bool = True
     edge_origin_mb: int | None = None
     """The Lambda size behind the Worker (default: the template's, else the first priced)."""
@@ -231,9 +231,9 @@ class Shape:
 def _missing(threads: int, have: Sequence[int]) -> str:
     shown = ", ".join(str(t) for t in sorted(have)) or "none"
     return (
-        f"not measured: needs a throughput at {threads} threads (have: {shown}); "
-        f"pass --bench FILE from a `nimbus bench --threads {threads}` run on a machine with "
-        f">= {threads} cores"
+        f"not measured: needs a throughput at {threads} thread(s) (have: {shown}): --measure "
+        f"on a machine with >= {threads} cores, or --bench FILE from `nimbus bench --threads "
+        f"{threads}` run on one"
     )
 
 
@@ -315,7 +315,12 @@ def modal_option(
         idle_units=shape.modal_min_containers,
     )
     if tput is None:
-        option.missing = _missing(threads, have)
+        option.missing = (
+            f"no throughput measured on a {gpu}: --modal-gpu {gpu}=FILE.json with a "
+            f"`nimbus bench` result from one"
+            if gpu is not None
+            else _missing(threads, have)
+        )
         return option
     at = tput.aggregate_at(shape.slots)
     if at is None:

@@ -353,15 +353,32 @@ def plot_report(report: Report, path: Path) -> Path:
     w = report.workload
     xs = _volumes(report.tokens_per_month)
     fig, ax = plt.subplots(figsize=(10, 6))
-    for o in report.options:
-        if not o.measured:
-            continue
+    # Platforms: bold solid lines; APIs: thin dashed lines from another palette.
+    platform_colors = plt.get_cmap("tab10").colors
+    api_colors = plt.get_cmap("Dark2").colors
+    measured = [o for o in report.options if o.measured]
+    for i, o in enumerate(measured):
         ys = [o.monthly(x, w) for x in xs]
-        ax.plot(xs, ys, linewidth=2, label=o.label)
-    for a in report.apis:
+        ax.plot(xs, ys, linewidth=2.5, color=platform_colors[i % 10], label=o.label)
+    for i, a in enumerate(report.apis):
         width = 2 if a.name == report.api.name else 1
-        ax.plot(xs, [a.monthly(x, w) for x in xs], "--", linewidth=width, label=f"API {a.name}")
+        ax.plot(
+            xs,
+            [a.monthly(x, w) for x in xs],
+            "--",
+            linewidth=width,
+            color=api_colors[i % len(api_colors)],
+            label=f"API {a.name}",
+        )
     ax.axvline(report.tokens_per_month, color="grey", linestyle=":", linewidth=1)
+    ax.annotate(
+        f"{report.tokens_per_month:,.0f} tokens",
+        (report.tokens_per_month, 0.015),
+        fontsize=7,
+        color="grey",
+        rotation=90,
+        ha="right",
+    )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylim(bottom=0.01)

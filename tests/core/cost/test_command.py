@@ -49,6 +49,24 @@ def test_from_a_bench_result_recomputed_by_hand(capsys: pytest.CaptureFixture[st
     assert data["api"] == "gpt-4o-mini" and data["requests_per_month"] == 200_000
 
 
+def test_a_gpu_without_a_measurement_shows_its_idle_cost(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = run_json(
+        capsys, "--bench", str(BENCH), "--modal-gpu", "T4", "--modal-gpu", f"L4={BENCH}"
+    )
+    book = default_book()
+    t4, l4 = (p for p in data["platforms"] if p["key"] in ("modal-T4", "modal-L4"))
+    per_s = (
+        2 * book.get("modal.cpu_core_second")
+        + 4 * book.get("modal.memory_gib_second")
+        + book.get("modal.gpu_second.T4")
+    )
+    assert t4["fixed_monthly"] == pytest.approx(per_s * 730 * 3600)
+    assert t4["usd_per_request"] is None and "no throughput measured on a T4" in t4["missing"]
+    assert l4["usd_per_request"] is not None  # priced from the file it was given
+
+
 def test_slots_and_volume_flags_reach_the_model(capsys: pytest.CaptureFixture[str]) -> None:
     data = run_json(
         capsys,
@@ -78,7 +96,8 @@ def test_slots_and_volume_flags_reach_the_model(capsys: pytest.CaptureFixture[st
         ([], "say where throughput comes from"),
         (["--bench", str(BENCH), "--api", "gpt-0"], "unknown API 'gpt-0'"),
         (["--bench", str(BENCH), "--bench", str(BENCH)], "two bench results at 2 threads"),
-        (["--bench", str(BENCH), "--modal-gpu", "T4"], "--modal-gpu wants GPU=FILE.json"),
+        (["--bench", str(BENCH), "--modal-gpu", "T4="], "--modal-gpu wants GPU or GPU=FILE"),
+        (["--bench", str(BENCH), "--modal-gpu", "Z9"], "no price for GPU 'Z9'"),
         (["--bench", str(BENCH), "--lambda-memory", "1k"], "--lambda-memory wants MB numbers"),
         (["--bench", str(BENCH), "--slots", "0"], "--slots must be >= 1"),
         (["--bench", str(BENCH), "--tokens-per-month", "0"], "--tokens-per-month must be > 0"),

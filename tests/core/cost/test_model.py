@@ -121,7 +121,7 @@ def test_arm_and_the_largest_lambda() -> None:
     r = report(lambda_memory_mb=(10240,), lambda_arch="arm64")
     lam = r.options[0]
     assert lam.threads == 6  # 10,240 MB brings 6 vCPUs
-    assert lam.missing is not None and "needs a throughput at 6 threads" in lam.missing
+    assert lam.missing is not None and "needs a throughput at 6 thread(s)" in lam.missing
     assert lam.per_request() is None and lam.monthly(1e6, WORK) is None
     assert r.break_even(lam) is None
     assert lam.usd_per_second == pytest.approx(10 * 0.000008)  # 10 GB at the arm price

@@ -62,7 +62,7 @@ def test_report_table_has_measured_and_unmeasured_rows() -> None:
     # 200/100 + 300/50 = 8 s x 1.7275 GB x $0.0000166667 + $0.0000002
     assert "| 8.00 |" in lam and "$0.000231 |" in lam and "from the first token" in lam
     assert "not measured (see notes)" in rows["AWS Lambda 3538 MB (x86_64)"]
-    assert "needs a throughput at 2 threads" in text  # the note says what to run
+    assert "needs a throughput at 2 thread(s)" in text  # the note says what to run
     cloud = rows["Cloudflare Worker -> AWS Lambda 1769 MB (x86_64)"]
     assert "| $5.00 |" in cloud
     assert "test (break-even target)" in text
@@ -77,7 +77,7 @@ def test_report_json_carries_every_number() -> None:
     assert lam["usd_per_request"] == pytest.approx(8 * 1769 / 1024 * 0.0000166667 + 0.2e-6)
     assert lam["break_even_tokens"] == 0
     missing = next(p for p in data["platforms"] if p["key"] == "lambda-3538")
-    assert missing["usd_per_request"] is None and "2 threads" in missing["missing"]
+    assert missing["usd_per_request"] is None and "2 thread(s)" in missing["missing"]
     api = next(a for a in data["apis"] if a["name"] == "test")
     assert api["usd_per_request"] == pytest.approx(0.0008)
     assert data["prices"]["api.test.output"]["source"] == "command line"
