@@ -216,11 +216,11 @@ def _throughputs(args: argparse.Namespace, shape: m.Shape) -> dict[int, Throughp
     if args.measure:
         cores = os.cpu_count() or 1
         wanted = sorted(t for t in shape.thread_counts() if t not in found)
-        here = [t for t in wanted if t <= cores]
+        local = [t for t in wanted if t <= cores]
         for t in wanted:
             if t > cores:
                 _say(f"not measured: {t} threads (this machine has {cores} cores)")
-        if here:
+        if local:
             from core.settings import load_settings
 
             cfg = MeasureConfig(
@@ -229,7 +229,7 @@ def _throughputs(args: argparse.Namespace, shape: m.Shape) -> dict[int, Throughp
                 decode_tokens=args.measure_tokens,
                 streams=shape.slots,
             )
-            found.update(measure(cfg, here, progress=_say))
+            found.update(measure(cfg, local, progress=_say))
     elif not found:
         raise InvalidParameterError(
             "say where throughput comes from: --bench FILE.json (a `nimbus bench` result) "

@@ -31,7 +31,7 @@ LAMBDA_MB_PER_VCPU = 1769
 LAMBDA_MAX_MB = 10240
 LAMBDA_MAX_VCPUS = 6
 LAMBDA_MIN_MB = 128
-# Defaults mirror the deployments shipped here (tests keep them equal): deploy/aws/template.yaml
+# Defaults mirror the shipped deployments (tests keep them equal): deploy/aws/template.yaml
 # MemorySize, and handlers/modal_server.ModalDeploySettings cpu / memory_mb / min_containers.
 LAMBDA_TEMPLATE_MB = 3008
 DEFAULT_LAMBDA_SIZES = (

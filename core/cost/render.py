@@ -150,7 +150,7 @@ def assumptions(report: Report) -> list[str]:
         "Modal: a container decodes `slots` requests at once (more wait in its queue), so the "
         "decode rate is the aggregate at that many streams; min_containers are billed around "
         "the clock and absorb traffic first; beyond them containers are assumed fully packed "
-        "(bursts and scale-down windows cost more); `cpu` is physical cores, measured here on "
+        "(bursts and scale-down windows cost more); `cpu` is physical cores, measured on "
         "the machine's cores; no plan credits, region or non-preemptible multipliers.",
         "Cloudflare Worker: Workers Paid plan (included requests and CPU time, then per "
         "million); the origin's cost is added.",
@@ -355,7 +355,8 @@ def plot_report(report: Report, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(10, 6))
     # Platforms: bold solid lines; APIs: thin dashed lines from another palette.
     platform_colors = plt.get_cmap("tab10").colors
-    api_colors = plt.get_cmap("Dark2").colors
+    ramp = plt.get_cmap("viridis")
+    api_colors = [ramp(i / max(1, len(report.apis) - 1) * 0.9) for i in range(len(report.apis))]
     measured = [o for o in report.options if o.measured]
     for i, o in enumerate(measured):
         ys = [o.monthly(x, w) for x in xs]

@@ -36,8 +36,8 @@ class Throughput:
     notes: tuple[str, ...] = field(default=())
 
     def aggregate_at(self, streams: int) -> tuple[int, float] | None:
-        """(streams measured, tok/s) at ``streams``, else at the most streams measured below it
-        (a lower bound: more streams in a batch never made the aggregate smaller here)."""
+        """(streams measured, tok/s) at ``streams``, else at the most streams measured below it,
+        taken as a lower bound (batching more streams raises the engine's aggregate)."""
         below = [k for k in self.aggregate if k <= streams]
         if not below:
             return None
