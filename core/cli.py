@@ -1,5 +1,6 @@
-"""The `nimbus` command: serve, generate, config, bench, cost. User errors print one line and exit
-2."""
+"""The `nimbus` command: serve, generate, config, bench, cost.
+
+User errors print one line and exit 2."""
 
 from __future__ import annotations
 

@@ -100,10 +100,25 @@ def add_arguments(cost: argparse.ArgumentParser) -> None:
         default=",".join(str(x) for x in m.DEFAULT_LAMBDA_SIZES),
         help="Lambda sizes in MB, comma-separated (%(default)s)",
     )
-    plat.add_argument("--lambda-arch", default="x86_64", choices=["x86_64", "arm64"])
-    plat.add_argument("--modal-cpu", type=float, default=m.MODAL_DEFAULT_CPU)
-    plat.add_argument("--modal-memory-mb", type=int, default=m.MODAL_DEFAULT_MEMORY_MB)
-    plat.add_argument("--modal-min-containers", type=int, default=m.MODAL_DEFAULT_MIN_CONTAINERS)
+    plat.add_argument(
+        "--lambda-arch",
+        default="x86_64",
+        choices=["x86_64", "arm64"],
+        help="its GB-second price (measure on that CPU for its speed)",
+    )
+    plat.add_argument(
+        "--modal-cpu", type=float, help="physical cores per container (default: NIMBUS_MODAL__CPU)"
+    )
+    plat.add_argument(
+        "--modal-memory-mb",
+        type=int,
+        help="memory per container (default: NIMBUS_MODAL__MEMORY_MB)",
+    )
+    plat.add_argument(
+        "--modal-min-containers",
+        type=int,
+        help="warm containers billed around the clock (default: NIMBUS_MODAL__MIN_CONTAINERS)",
+    )
     plat.add_argument(
         "--slots",
         type=int,
@@ -115,7 +130,7 @@ def add_arguments(cost: argparse.ArgumentParser) -> None:
         default=[],
         metavar="GPU[=FILE.json]",
         help="also price a Modal container with this GPU (its idle cost; its cost per token "
-        "from a bench result measured on that GPU); may repeat",
+        "from a bench result measured on that GPU); may repeat (default: NIMBUS_MODAL__GPU)",
     )
     plat.add_argument("--no-edge", action="store_true", help="leave out the Cloudflare row")
     plat.add_argument("--edge-origin", type=int, help="Lambda MB behind the Cloudflare Worker")
@@ -202,7 +217,7 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _throughputs(args: argparse.Namespace, shape: m.Shape) -> dict[int, Throughput]:
+def _throughputs(args: argparse.Namespace, shape: m.Shape, model: str) -> dict[int, Throughput]:
     found: dict[int, Throughput] = {}
     for path in args.bench:
         result = from_bench(path)
@@ -221,10 +236,8 @@ def _throughputs(args: argparse.Namespace, shape: m.Shape) -> dict[int, Throughp
             if t > cores:
                 _say(f"not measured: {t} threads (this machine has {cores} cores)")
         if local:
-            from core.settings import load_settings
-
             cfg = MeasureConfig(
-                model=args.model or load_settings().model,
+                model=args.model or model,
                 prompt_tokens=max(1, args.prompt_tokens),
                 decode_tokens=args.measure_tokens,
                 streams=shape.slots,
@@ -240,6 +253,8 @@ def _throughputs(args: argparse.Namespace, shape: m.Shape) -> dict[int, Throughp
 
 
 def _report(args: argparse.Namespace) -> int:
+    from core.settings import load_settings
+
     for flag, value, low in (
         ("--measure-tokens", args.measure_tokens, 2),
         ("--slots", args.slots, 1),
@@ -247,15 +262,16 @@ def _report(args: argparse.Namespace) -> int:
         ("--modal-memory-mb", args.modal_memory_mb, 128),
     ):
         _positive_int(value, flag, low)
-    if args.modal_cpu <= 0:
+    if args.modal_cpu is not None and args.modal_cpu <= 0:
         raise InvalidParameterError("--modal-cpu must be > 0", param="modal-cpu")
     if args.edge_cpu_ms is not None and args.edge_cpu_ms < 0:
         raise InvalidParameterError("--edge-cpu-ms must be >= 0", param="edge-cpu-ms")
     book = load_book(args.prices, args.price)
     workload = m.Workload(args.prompt_tokens, args.completion_tokens)
     book.api(args.api)  # an unknown API fails before a measurement is spent
+    settings = load_settings()  # the deployed shape: NIMBUS_ENGINE__SLOTS, NIMBUS_MODAL__*
     gpus: list[tuple[str, Throughput | None]] = []
-    for item in args.modal_gpu:
+    for item in args.modal_gpu or ([settings.modal.gpu] if settings.modal.gpu else []):
         name, sep, path = item.partition("=")
         if not name or (sep and not path):
             raise InvalidParameterError(
@@ -263,25 +279,24 @@ def _report(args: argparse.Namespace) -> int:
                 param="modal-gpu",
             )
         gpus.append((name, from_bench(Path(path)) if path else None))
-    slots = args.slots
-    if slots is None:
-        from core.settings import load_settings
 
-        slots = load_settings().engine.slots
+    def given(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
     shape = m.Shape(
         lambda_memory_mb=_sizes(args.lambda_memory),
         lambda_arch=args.lambda_arch,
-        modal_cpu=args.modal_cpu,
-        modal_memory_mb=args.modal_memory_mb,
-        modal_min_containers=args.modal_min_containers,
-        slots=slots,
+        modal_cpu=given(args.modal_cpu, settings.modal.cpu),
+        modal_memory_mb=given(args.modal_memory_mb, settings.modal.memory_mb),
+        modal_min_containers=given(args.modal_min_containers, settings.modal.min_containers),
+        slots=given(args.slots, settings.engine.slots),
         modal_gpus=tuple(gpus),
         edge=not args.no_edge,
         edge_origin_mb=args.edge_origin,
         edge_cpu_ms=args.edge_cpu_ms,
     )
     m.build_options(shape, book, {}, workload)  # shapes are checked before measuring, too
-    throughputs = _throughputs(args, shape)
+    throughputs = _throughputs(args, shape, settings.model)
     report = m.build_report(workload, args.tokens_per_month, args.api, shape, book, throughputs)
     if args.plot:
         plot_report(report, args.plot)

@@ -31,8 +31,8 @@ LAMBDA_MB_PER_VCPU = 1769
 LAMBDA_MAX_MB = 10240
 LAMBDA_MAX_VCPUS = 6
 LAMBDA_MIN_MB = 128
-# Defaults mirror the shipped deployments (tests keep them equal): deploy/aws/template.yaml
-# MemorySize, and handlers/modal_server.ModalDeploySettings cpu / memory_mb / min_containers.
+# deploy/aws/template.yaml's MemorySize default (a test keeps them equal); the Modal defaults
+# are the settings tree's (NIMBUS_MODAL__*).
 LAMBDA_TEMPLATE_MB = 3008
 DEFAULT_LAMBDA_SIZES = (
     LAMBDA_MB_PER_VCPU,
@@ -40,9 +40,6 @@ DEFAULT_LAMBDA_SIZES = (
     2 * LAMBDA_MB_PER_VCPU,
     LAMBDA_MAX_MB,
 )
-MODAL_DEFAULT_CPU = 2.0
-MODAL_DEFAULT_MEMORY_MB = 4096
-MODAL_DEFAULT_MIN_CONTAINERS = 1
 
 
 @dataclass(frozen=True)
@@ -204,12 +201,12 @@ def break_even_tokens(
 class Shape:
     """What to price: sizes and settings of each platform."""
 
+    modal_cpu: float
+    modal_memory_mb: int
+    modal_min_containers: int
+    slots: int
     lambda_memory_mb: tuple[int, ...] = DEFAULT_LAMBDA_SIZES
     lambda_arch: str = "x86_64"
-    modal_cpu: float = MODAL_DEFAULT_CPU
-    modal_memory_mb: int = MODAL_DEFAULT_MEMORY_MB
-    modal_min_containers: int = MODAL_DEFAULT_MIN_CONTAINERS
-    slots: int = 4
     modal_gpus: tuple[tuple[str, Throughput | None], ...] = ()
     edge: bool = True
     edge_origin_mb: int | None = None
@@ -221,7 +218,7 @@ class Shape:
         return {mb: max(1, math.floor(lambda_vcpus(mb) + 1e-9)) for mb in self.lambda_memory_mb}
 
     def modal_threads(self) -> int:
-        # handlers/modal_server sizes the thread pool to ceil(cpu).
+        # The Modal adapter sizes its thread pool to ceil(cpu) (NIMBUS_ENGINE__N_THREADS).
         return max(1, math.ceil(self.modal_cpu))
 
     def thread_counts(self) -> set[int]:

@@ -67,6 +67,39 @@ def test_a_gpu_without_a_measurement_shows_its_idle_cost(
     assert l4["usd_per_request"] is not None  # priced from the file it was given
 
 
+def test_the_modal_shape_comes_from_the_settings(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = run_json(capsys, "--bench", str(BENCH))
+    modal = next(p for p in data["platforms"] if p["key"] == "modal-cpu")
+    assert (modal["threads"], modal["streams"]) == (2, 4)  # NIMBUS_MODAL__CPU 2.0, 4 slots
+    book = default_book()
+    per_s = 2 * book.get("modal.cpu_core_second") + 4 * book.get("modal.memory_gib_second")
+    assert modal["usd_per_second"] == pytest.approx(per_s)
+    monkeypatch.setenv("NIMBUS_MODAL__CPU", "1.5")
+    monkeypatch.setenv("NIMBUS_MODAL__MEMORY_MB", "2048")
+    monkeypatch.setenv("NIMBUS_MODAL__MIN_CONTAINERS", "0")
+    monkeypatch.setenv("NIMBUS_MODAL__GPU", "T4")
+    monkeypatch.setenv("NIMBUS_ENGINE__SLOTS", "8")
+    data = run_json(capsys, "--bench", str(BENCH))
+    modal = next(p for p in data["platforms"] if p["key"] == "modal-cpu")
+    assert (modal["threads"], modal["streams"], modal["fixed_monthly"]) == (2, 8, 0)
+    per_s = 1.5 * book.get("modal.cpu_core_second") + 2 * book.get("modal.memory_gib_second")
+    assert modal["usd_per_second"] == pytest.approx(per_s)
+    assert any(p["key"] == "modal-T4" for p in data["platforms"])
+    # A flag wins over the environment.
+    data = run_json(
+        capsys, "--bench", str(BENCH), "--modal-cpu", "2", "--modal-min-containers", "2"
+    )
+    modal = next(p for p in data["platforms"] if p["key"] == "modal-cpu")
+    assert modal["fixed_monthly"] == pytest.approx(
+        2
+        * (2 * book.get("modal.cpu_core_second") + 2 * book.get("modal.memory_gib_second"))
+        * 730
+        * 3600
+    )
+
+
 def test_slots_and_volume_flags_reach_the_model(capsys: pytest.CaptureFixture[str]) -> None:
     data = run_json(
         capsys,

@@ -28,7 +28,13 @@ TPUT = Throughput(threads=1, single_tps=50, prefill_tps=100, aggregate={4: 120},
 
 
 def small_report() -> m.Report:
-    shape = m.Shape(lambda_memory_mb=(1769, 3538), modal_cpu=1.0, slots=4)
+    shape = m.Shape(
+        lambda_memory_mb=(1769, 3538),
+        modal_cpu=1.0,
+        modal_memory_mb=4096,
+        modal_min_containers=1,
+        slots=4,
+    )
     book = load_book([], ["api.test.input=1", "api.test.output=2"])
     return m.build_report(m.Workload(200, 300), 5e6, "test", shape, book, {1: TPUT})
 
