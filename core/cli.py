@@ -1,4 +1,6 @@
-"""The `nimbus` command: serve, generate, config, bench. User errors print one line and exit 2."""
+"""The `nimbus` command: serve, generate, config, bench, cost.
+
+User errors print one line and exit 2."""
 
 from __future__ import annotations
 
@@ -198,6 +200,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, cwd=root)
 
 
+def cmd_cost(args: argparse.Namespace) -> int:
+    from core.cost.command import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nimbus",
@@ -256,6 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
         "`python -m benchmarks` (e.g. --quick, --peers nimbus,llama_server).",
     )
     bench.set_defaults(func=cmd_bench)
+
+    from core.cost.command import add_arguments as cost_arguments
+
+    cost = sub.add_parser(
+        "cost",
+        help="what serving costs per platform, from measured throughput, against APIs",
+        description="$/1M completion tokens, monthly cost and break-even volume per platform "
+        "(AWS Lambda sizes, Modal, a Cloudflare Worker) and API, from a `nimbus bench` result "
+        "or a short measurement and dated list prices (`nimbus cost prices`).",
+    )
+    cost_arguments(cost)
+    cost.set_defaults(func=cmd_cost)
     return parser
 
 
