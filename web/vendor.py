@@ -84,7 +84,7 @@ def write() -> None:
         data = source_bytes(copy)
         # mtime=0: the same input gives the same bytes, so re-running changes nothing in git.
         target.write_bytes(gzip.compress(data, 9, mtime=0) if copy.gzipped else data)
-        print(f"vendor: {copy.package}/{copy.source} -> {target.relative_to(ROOT)}")
+        print(f"vendor: {copy.package}/{copy.source} -> {target}")
 
 
 def main(argv: list[str]) -> int:
