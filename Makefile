@@ -73,7 +73,7 @@ serve: $(STAMP)
 test: $(STAMP) $(EDGE_STAMP) $(WEB_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
-test-unit: $(STAMP) $(EDGE_STAMP) $(WEB_STAMP)
+test-unit: $(STAMP) $(EDGE_STAMP) $(WEB_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -m "not integration"
 
 # Side by side on this machine: raw llama-cpp-python, nimbus, llama_cpp.server, llama-server.
