@@ -57,9 +57,14 @@ _MEDIA_TYPES = {
 
 @dataclass(frozen=True)
 class Asset:
-    info: FileInfo
+    path: Path
     media_type: str
     gzipped: bool  # stored as <name>.gz and sent with Content-Encoding: gzip
+
+    @property
+    def info(self) -> FileInfo:
+        # Stat per request (cheap): an edited file never goes out with a stale length or ETag.
+        return FileInfo.of(self.path)
 
 
 def scan_assets(root: Path) -> dict[str, Asset]:
@@ -71,7 +76,7 @@ def scan_assets(root: Path) -> dict[str, Asset]:
         gzipped = rel.endswith(".gz")
         name = rel.removesuffix(".gz")
         media = _MEDIA_TYPES.get(Path(name).suffix, "text/plain; charset=utf-8")
-        assets[name] = Asset(FileInfo.of(path), media, gzipped)
+        assets[name] = Asset(path, media, gzipped)
     return assets
 
 
@@ -83,7 +88,7 @@ def _gunzipped(asset: Asset, headers: dict[str, str]) -> Response:
     """For the rare client without gzip: decompressed as it is sent (length unknown)."""
 
     def blocks() -> Iterator[bytes]:
-        with gzip.open(asset.info.path, "rb") as fh:
+        with gzip.open(asset.path, "rb") as fh:
             while block := fh.read(1 << 20):
                 yield block
 
