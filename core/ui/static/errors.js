@@ -27,7 +27,7 @@ export async function apiError(response) {
 }
 
 function retryIn(seconds) {
-  const n = Number(seconds);
+  const n = seconds ? Number(seconds) : NaN; // Number(null) would be 0
   return Number.isFinite(n) && n >= 0 ? ` Try again in ${n} s.` : ' Try again shortly.';
 }
 
