@@ -83,7 +83,10 @@ def ask(page: Any, max_tokens: int) -> dict[str, str]:
 
 def measure(page: Any, mode: str, runs: int, max_tokens: int) -> dict[str, float]:
     ask(page, max_tokens)  # warm-up, not counted
-    results = [ask(page, max_tokens) for _ in range(runs)]
+    results = []
+    for i in range(runs):
+        results.append(ask(page, max_tokens))
+        print(f"{mode} run {i + 1}/{runs}: {results[-1]}", flush=True)
     return {
         "tok_s": statistics.median(float(r["tokPerS"]) for r in results),
         "ttft_ms": statistics.median(float(r["ttftMs"]) for r in results),
