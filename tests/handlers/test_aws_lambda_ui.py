@@ -12,8 +12,8 @@ import pytest
 
 from core.sources.resolve import bundled_model_path
 from core.ui.pages import STATIC_DIR
-from tests.handlers import lambda_events as ev
-from tests.handlers.lambda_runtime import LambdaProcess, lambda_function
+from tests.support import lambda_events as ev
+from tests.support.lambda_runtime import LambdaProcess, lambda_function
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

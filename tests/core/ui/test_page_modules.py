@@ -12,7 +12,7 @@ from core.app import create_app
 from core.settings import Settings
 from tests.conftest import free_port, start_server
 from tests.core.ui.conftest import Console
-from tests.fakes import FakeEngine
+from tests.support.fakes import FakeEngine
 
 pytestmark = pytest.mark.slow
 
