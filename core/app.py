@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from core import __version__
 from core.api.errors import install_error_handlers
@@ -15,6 +16,7 @@ from core.engine.base import Engine
 from core.http.body import BodyMiddleware
 from core.security import install_security
 from core.settings import Settings
+from core.ui import install_ui
 
 
 def create_app(
@@ -27,7 +29,8 @@ def create_app(
         yield
         engine.close()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI and ReDoc from the package, not a CDN.
+    app = FastAPIOffline(
         title="nimbus-llm",
         version=__version__,
         description="Self-hosted LLM inference: the seed /api contract and OpenAI-compatible /v1.",
@@ -38,6 +41,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(native.router)
     app.include_router(openai.router)
+    install_ui(app, settings, engine)
     app.add_middleware(
         BodyMiddleware,
         max_bytes=settings.limits.max_body_bytes,

@@ -235,6 +235,23 @@ class ModalSettings(BaseModel):
         return None if isinstance(value, str) and not value.strip() else value
 
 
+class UiSettings(BaseModel):
+    """The browser side: the chat page, its in-browser (WebAssembly) mode, the API docs pages."""
+
+    enabled: bool = Field(True, description="Serve the chat page at /chat (and redirect / to it).")
+    serve_model_file: bool = Field(
+        False,
+        description="Serve the loaded model's GGUF file at /api/model/file (Range, ETag) for the "
+        "page's in-browser mode; the API key applies.",
+    )
+    model_file_max_age_s: int = Field(
+        3600,
+        ge=0,
+        le=31_536_000,
+        description="How long browsers may reuse the model file before asking again (ETag).",
+    )
+
+
 # --- security (core/security): one group, one sub-model per control ----------------------------
 
 _DEFAULT_INJECTION_PATTERNS = [
@@ -481,6 +498,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)  # type: ignore[arg-type]
     aws_lambda: AwsLambdaSettings = Field(default_factory=AwsLambdaSettings)  # type: ignore[arg-type]
     modal: ModalSettings = Field(default_factory=ModalSettings)  # type: ignore[arg-type]
+    ui: UiSettings = Field(default_factory=UiSettings)  # type: ignore[arg-type]
 
 
 def load_settings(**overrides: Any) -> Settings:
