@@ -21,9 +21,9 @@ STAMP  := $(VENV)/.installed
 # The Cloudflare edge worker's tooling (wrangler, Miniflare/workerd), pinned by package-lock.json.
 EDGE_DIR   := deploy/cloudflare
 EDGE_STAMP := $(EDGE_DIR)/node_modules/.installed
-# The chat page's browser libraries (wllama), pinned by web/package-lock.json; the copies shipped
-# in core/ui/static/vendor are checked against them by tests/web/test_vendor.py.
-WEB_DIR    := web
+# The chat page's browser libraries (wllama), pinned by core/ui/npm/package-lock.json; the copies
+# shipped in core/ui/static/vendor are checked against them by tests/core/ui/test_vendor.py.
+WEB_DIR    := core/ui/npm
 WEB_STAMP  := $(WEB_DIR)/node_modules/.installed
 # The browser tests drive Debian's chromium (browser downloads from elsewhere are not possible).
 CHROMIUM   ?= /usr/bin/chromium
@@ -61,9 +61,9 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
-# After changing the pin in web/package.json: refresh the lockfile, then the shipped copies.
+# After changing the pin in core/ui/npm/package.json: refresh the lockfile, then the copies.
 vendor-ui: $(STAMP) $(WEB_STAMP)
-	$(BIN)/python $(WEB_DIR)/vendor.py
+	$(BIN)/python -m core.ui.vendor
 
 install: $(STAMP) $(EDGE_STAMP) $(WEB_STAMP)
 
@@ -86,8 +86,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check core handlers tests benchmarks web
-	$(BIN)/ruff format --check core handlers tests benchmarks web
+	$(BIN)/ruff check core handlers tests benchmarks
+	$(BIN)/ruff format --check core handlers tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,5 +1,5 @@
 """The browser libraries shipped in core/ui/static/vendor are exactly the pinned npm package's
-files (web/package-lock.json, installed by `make test` with npm ci)."""
+files (core/ui/npm/package-lock.json, installed by `make test` with npm ci)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "web"))
+from core.ui import vendor
 
-import vendor  # noqa: E402
+ROOT = Path(__file__).resolve().parents[3]
+NPM = ROOT / "core/ui/npm"
 
 
 def test_the_pin_is_exact_and_locked_with_an_integrity_hash() -> None:
-    manifest = json.loads((ROOT / "web/package.json").read_text())
-    lock = json.loads((ROOT / "web/package-lock.json").read_text())
+    manifest = json.loads((NPM / "package.json").read_text())
+    lock = json.loads((NPM / "package-lock.json").read_text())
     assert manifest["dependencies"] == {"@wllama/wllama": "3.8.1"}
     entry = lock["packages"]["node_modules/@wllama/wllama"]
     assert entry["version"] == "3.8.1"
@@ -50,7 +50,7 @@ def test_check_mode_passes_and_catches_a_changed_copy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ok = subprocess.run(
-        [sys.executable, str(ROOT / "web/vendor.py"), "--check"], capture_output=True, text=True
+        [sys.executable, "-m", "core.ui.vendor", "--check"], capture_output=True, text=True
     )
     assert ok.returncode == 0, ok.stderr
     # A tampered copy in a scratch vendor directory is reported.

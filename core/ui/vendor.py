@@ -1,11 +1,11 @@
-"""Copy the browser libraries pinned in web/package-lock.json into the Python package.
+"""Copy the browser libraries pinned in core/ui/npm/package-lock.json into the package.
 
 The copies are committed (core/ui/static/vendor/), so a wheel, the Lambda image and Modal serve
-them with no npm and no network; tests/web/test_vendor.py checks that they equal the pinned npm
-package's files. After changing the pin: `make vendor-ui` (npm ci here, then this script).
+them with no npm and no network; tests/core/ui/test_vendor.py checks that they equal the pinned
+npm package's files. After changing the pin: `make vendor-ui` (npm ci there, then this module).
 
-    python web/vendor.py          # write the copies
-    python web/vendor.py --check  # exit 1 if a copy differs from node_modules
+    python -m core.ui.vendor          # write the copies
+    python -m core.ui.vendor --check  # exit 1 if a copy differs from node_modules
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-WEB = Path(__file__).resolve().parent
-ROOT = WEB.parent
-NODE_MODULES = WEB / "node_modules"
-VENDOR = ROOT / "core" / "ui" / "static" / "vendor"
+UI = Path(__file__).resolve().parent
+NPM = UI / "npm"
+NODE_MODULES = NPM / "node_modules"
+VENDOR = UI / "static" / "vendor"
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ COPIES = (
 
 
 def pinned_version(package: str) -> str:
-    lock = json.loads((WEB / "package-lock.json").read_text())
+    lock = json.loads((NPM / "package-lock.json").read_text())
     return str(lock["packages"][f"node_modules/{package}"]["version"])
 
 
@@ -94,7 +94,7 @@ def main(argv: list[str]) -> int:
             print(f"vendor: {problem}", file=sys.stderr)
         return 1 if problems else 0
     if argv[1:]:
-        print("usage: python web/vendor.py [--check]", file=sys.stderr)
+        print("usage: python -m core.ui.vendor [--check]", file=sys.stderr)
         return 2
     for package in sorted({c.package for c in COPIES}):
         if installed_version(package) != pinned_version(package):
