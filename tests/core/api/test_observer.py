@@ -41,6 +41,6 @@ async def test_a_failing_observer_never_breaks_the_response() -> None:
     assert resp.status_code == 200 and resp.json()["tokens"] == 2
 
 
-async def test_no_observer_is_the_default() -> None:
+async def test_without_an_observer_only_the_apps_metrics_observe() -> None:
     app = create_app(Settings(), FakeEngine())  # type: ignore[arg-type]
-    assert app.state.service.observer is None
+    assert app.state.service.observer == app.state.telemetry.completion
