@@ -61,10 +61,11 @@ def create_app(
         engine, settings.limits, observer=_both(telemetry.completion, observer)
     )
     install_error_handlers(app)
-    app.include_router(native.router)
-    app.include_router(openai.router)
+    routers = [native.router, openai.router]
     if settings.metrics.enabled:
-        app.include_router(metrics.router(settings.metrics))
+        routers.append(metrics.router(settings.metrics))
+    for router in routers:
+        app.include_router(router)
     app.add_middleware(
         BodyMiddleware,
         max_bytes=settings.limits.max_body_bytes,
@@ -85,7 +86,11 @@ def create_app(
     app.add_middleware(
         ObserveMiddleware,
         telemetry=telemetry,
-        routes=[getattr(r, "path", "") for r in app.routes],
+        routes=[
+            path
+            for r in [*app.routes, *(r for router in routers for r in router.routes)]
+            if isinstance(path := getattr(r, "path", None), str)
+        ],
         request_log=request_log,
     )
     return app
