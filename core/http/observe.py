@@ -90,6 +90,7 @@ class ObserveMiddleware:
         scope[RECORD_KEY] = record
         header = (b"x-request-id", record.request_id.encode("latin-1"))
         keep_body = self.request_log is not None and self.request_log.prompts
+        # Bytes kept of the body: enough for text_limit characters of UTF-8 (at most 4 bytes each).
         limit = 4 * self.request_log.text_limit if self.request_log is not None else 0
         if keep_body:
             record.body = bytearray()

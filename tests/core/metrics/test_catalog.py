@@ -48,3 +48,15 @@ def test_every_refusal_reason_is_a_real_error_code() -> None:
         "queue_full",
         "prompt_rejected",
     }
+
+
+def test_the_docs_list_every_metric() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "observability.md").read_text()
+    for m in catalog.ALL:
+        assert f"`{m.prometheus_name}`" in docs, m.prometheus_name
+        if m.source == "request" or m is catalog.MODEL_LOAD:
+            assert f"`{m.emf_name}` ({m.emf_unit}" in docs, m.emf_name
+    for reason in catalog.REFUSAL_REASONS.values():
+        assert f"`{reason}`" in docs, reason
