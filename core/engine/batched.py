@@ -144,8 +144,8 @@ class BatchScheduler:
             self._cond.notify_all()
 
     def stats(self) -> SchedulerStats:
-        # Slot lengths are read without the engine thread's cooperation: a gauge may be one
-        # step behind, never torn (see CellMap).
+        # Slot lengths and cell runs are read while the engine thread runs: the gauge can be a
+        # step behind, or off for the instant a request is being placed.
         cells = self._cells.used([len(s.cached) for s in self._slots])
         with self._cond:
             return SchedulerStats(
