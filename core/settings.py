@@ -59,7 +59,9 @@ class EngineSettings(BaseModel):
     chat_template: str | None = Field(
         None,
         max_length=65536,
-        description="Jinja chat template overriding the one in the GGUF metadata.",
+        description="Chat template overriding the GGUF's: a built-in format ('chatml', "
+        "'gemma'), a template file, or Jinja text. Unset with no template in the GGUF: chat "
+        "requests are refused (400) while completions work.",
     )
 
 
@@ -377,7 +379,8 @@ class Settings(BaseSettings):
         "default",
         min_length=1,
         max_length=4096,
-        description="Model source: 'default' (bundled SmolLM2-135M), a GGUF path, or s3://bucket/key.",
+        description="Model source: 'default' (bundled SmolLM2-135M), a GGUF path or a directory "
+        "holding one, hf://owner/repo[/file.gguf|:QUANT][@revision], or s3://bucket/key.",
     )
     model_alias: str | None = Field(
         None, max_length=256, description="Model id reported by /v1/models (default: file stem)."
