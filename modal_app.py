@@ -16,15 +16,17 @@ from typing import Any
 import modal
 
 from core.settings import load_settings
+from handlers import modal_pull as mp
 from handlers import modal_server as ms
 
 deploy = ms.load_deploy_settings()
 settings = load_settings()
+image = ms.build_image(deploy, settings)
 
 app = modal.App(deploy.app_name)
 
 
-@app.cls(**ms.cls_options(deploy, settings))
+@app.cls(**ms.cls_options(deploy, settings, image=image))
 @modal.concurrent(**ms.concurrency(deploy, settings))
 class Model:
     runtime: ms.ModalRuntime
@@ -57,6 +59,15 @@ class Model:
         return self.runtime.generate(
             prompt, max_tokens=max_tokens, temperature=temperature, raw=raw
         )
+
+
+@app.function(
+    **mp.function_options(deploy.volume, deploy.volume_mount, mp.load_pull_settings(), image)
+)
+def pull(model: str) -> dict[str, Any]:
+    """`modal run modal_app.py::pull --model hf://OWNER/REPO:QUANT`: download the model into the
+    Volume once (Hub cache layout); deploy with the same NIMBUS_MODEL to serve it from there."""
+    return mp.pull(model, volume=deploy.volume, volume_mount=deploy.volume_mount)
 
 
 @app.local_entrypoint()

@@ -1,4 +1,4 @@
-"""The `nimbus` command: serve, generate, config."""
+"""The `nimbus` command: serve, generate, config, pull, models, inspect, bench."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from core.errors import NimbusError
+from core.models.commands import MODEL_HELP, register_model_commands
 from core.settings import Settings, describe_fields, load_settings
 
 
@@ -174,9 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_flag(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--model", help="'default' (bundled SmolLM2-135M), a GGUF path, or s3://bucket/key"
-        )
+        p.add_argument("--model", help=MODEL_HELP)
         p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
 
     serve = sub.add_parser(
@@ -211,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("--markdown", action="store_true", help="as a Markdown table (for docs)")
     model_flag(cfg)
     cfg.set_defaults(func=cmd_config)
+
+    register_model_commands(sub)  # pull, models, inspect
 
     bench = sub.add_parser(
         "bench",

@@ -40,6 +40,7 @@ from core.errors import InvalidParameterError
 from core.security import RequestSecurity, Security, adapter_defaults
 from core.settings import Settings, load_settings
 from core.sources import BUNDLED_MODEL_ALIASES
+from handlers.modal_pull import serving_env
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -288,11 +289,12 @@ def check_model_source(deploy: ModalDeploySettings, settings: Settings) -> None:
     if deploy.volume is None:
         return
     mount = deploy.volume_mount.rstrip("/") + "/"
-    if not settings.model.startswith(mount):
+    if not settings.model.startswith((mount, "hf://")):
         raise ValueError(
             f"NIMBUS_MODAL_VOLUME={deploy.volume} is mounted at {deploy.volume_mount}: set "
             f"NIMBUS_MODEL to a GGUF path under it, e.g. {mount}model.gguf "
-            f"(upload with `modal volume put {deploy.volume} model.gguf /model.gguf`)"
+            f"(upload with `modal volume put {deploy.volume} model.gguf /model.gguf`), or to an "
+            "hf:// model pulled with `modal run modal_app.py::pull --model hf://...`"
         )
 
 
@@ -305,7 +307,8 @@ def cls_options(
     check_model_source(deploy, settings)
     options: dict[str, Any] = {
         "image": image if image is not None else build_image(deploy, settings),
-        "env": container_env(deploy),
+        # An hf:// model is read from the Volume's Hub cache (handlers/modal_pull.py).
+        "env": {**container_env(deploy), **serving_env(deploy.volume, deploy.volume_mount, settings)},
         "min_containers": deploy.min_containers,
         "max_containers": max(deploy.max_containers, deploy.min_containers),
         "scaledown_window": deploy.scaledown_window,

@@ -4,6 +4,7 @@
 #   deploy/aws/deploy.sh                                   # x86_64, buffered, AWS_IAM URL
 #   INVOKE_MODE=RESPONSE_STREAM AUTH_TYPE=NONE deploy/aws/deploy.sh
 #   ARCH=arm64 MEMORY=6144 deploy/aws/deploy.sh
+#   MODEL=hf://OWNER/REPO:Q4_K_M deploy/aws/deploy.sh              # bake a Hub model into the image
 #   MODEL_BUCKET=my-models MODEL_KEY=gemma.gguf deploy/aws/deploy.sh
 #
 # Needs: Docker (or Finch), the SAM CLI, AWS credentials for the target account/region.
@@ -28,6 +29,7 @@ overrides=(
   "EnableTracing=${TRACING:-false}"
 )
 # Optional parameters: SAM rejects "Key=" with an empty value, so only set ones are passed.
+[[ -n "${MODEL:-}" ]] && overrides+=("ModelSpec=${MODEL}")
 [[ -n "${MODEL_BUCKET:-}" ]] && overrides+=("ModelBucket=${MODEL_BUCKET}")
 [[ -n "${MODEL_KEY:-}" ]] && overrides+=("ModelKey=${MODEL_KEY}")
 [[ -n "${MODEL_SHA256:-}" ]] && overrides+=("ModelSha256=${MODEL_SHA256}")
