@@ -65,10 +65,24 @@ def register_model_commands(sub: Any) -> None:
     inspect.set_defaults(func=cmd_inspect)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a record comes (it may be replaced meanwhile)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def _progress() -> Callable[[int, int], None] | None:
-    """A terminal bar; without a terminal, None (downloads then log their progress)."""
+    """A terminal bar; without a terminal, None: downloads then log their progress, and those
+    log lines (nimbus.sources only, not every HTTP request) go to stderr."""
     if not sys.stderr.isatty():
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        sources = logging.getLogger("nimbus.sources")
+        if not any(isinstance(h, _StderrHandler) for h in sources.handlers):
+            handler = _StderrHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            sources.addHandler(handler)
+        sources.setLevel(logging.INFO)
         return None
     from tqdm import tqdm
 

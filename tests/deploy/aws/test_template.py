@@ -209,8 +209,10 @@ def test_the_model_choice_reaches_the_image_build(model: str) -> None:
     assert f"ModelSpec={model}" in overrides
     function = built_function(overrides)
     assert function.metadata["DockerBuildArgs"]["MODEL"] == model
-    # The function does not override the image's NIMBUS_MODEL (the baked model's directory).
-    assert "NIMBUS_MODEL" not in (function.environment or {}).get("Variables", {})
+    # The function serves what the image baked: the directory Dockerfile.lambda copies it to.
+    assert function.environment["Variables"]["NIMBUS_MODEL"] == "/var/task/model"
+    dockerfile = (ROOT / "Dockerfile.lambda").read_text()
+    assert "COPY --from=build /model ${LAMBDA_TASK_ROOT}/model" in dockerfile  # /var/task
 
 
 def test_model_spec_parameter_and_image_model(cfn: dict[str, Any]) -> None:
@@ -218,7 +220,7 @@ def test_model_spec_parameter_and_image_model(cfn: dict[str, Any]) -> None:
     assert param["Default"] == "default" and param["Type"] == "String"
     env = cfn["Resources"]["NimbusFunction"]["Properties"]["Environment"]["Variables"]
     assert env["NIMBUS_MODEL"] == {
-        "Fn::If": ["ModelFromS3", {"Fn::Sub": "s3://${ModelBucket}/${ModelKey}"}, {"Ref": "AWS::NoValue"}]
+        "Fn::If": ["ModelFromS3", {"Fn::Sub": "s3://${ModelBucket}/${ModelKey}"}, "/var/task/model"]
     }
 
 
