@@ -308,7 +308,10 @@ def cls_options(
     options: dict[str, Any] = {
         "image": image if image is not None else build_image(deploy, settings),
         # An hf:// model is read from the Volume's Hub cache (handlers/modal_pull.py).
-        "env": {**container_env(deploy), **serving_env(deploy.volume, deploy.volume_mount, settings)},
+        "env": {
+            **container_env(deploy),
+            **serving_env(deploy.volume, deploy.volume_mount, settings),
+        },
         "min_containers": deploy.min_containers,
         "max_containers": max(deploy.max_containers, deploy.min_containers),
         "scaledown_window": deploy.scaledown_window,

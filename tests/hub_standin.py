@@ -176,7 +176,9 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if download and repo.gated and not self._authorized():
             self._error(
-                401, "GatedRepo", f"Access to model {repo_id} is restricted. You must be authenticated."
+                401,
+                "GatedRepo",
+                f"Access to model {repo_id} is restricted. You must be authenticated.",
             )
             return None
         return repo
@@ -263,9 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
         if repo is None or commit is None:
             return
         files = repo.commits[commit]
-        self._json(
-            [self._entry(p, f) for p, f in sorted(files.items()) if p.startswith(prefix)]
-        )
+        self._json([self._entry(p, f) for p, f in sorted(files.items()) if p.startswith(prefix)])
 
     def _paths_info(self, repo_id: str, revision: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)

@@ -144,11 +144,10 @@ def test_baking_the_bundled_default(tmp_path: Path) -> None:
 
 
 def test_baking_a_hub_model(tmp_path: Path, hub: StandInHub, smol_hub_file: HubFile) -> None:
-    hub.add_repo("o/split-GGUF", {
-        n.name: HubFile.of(n) for n in split_gguf(
-            bundled_model_path(), tmp_path, "smol-Q4_1", 2
-        )
-    })
+    hub.add_repo(
+        "o/split-GGUF",
+        {n.name: HubFile.of(n) for n in split_gguf(bundled_model_path(), tmp_path, "smol-Q4_1", 2)},
+    )
     model_dir, out = run_pull_step(tmp_path, "hf://o/split-GGUF:Q4_1", dict(os.environ))
     # Only the GGUF parts, real files (not links into the build stage's Hub cache).
     assert sorted(p.name for p in model_dir.iterdir()) == [

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.engine.chat import ChatTemplate
-from core.engine.templates import load_chat_template
 from core.engine.stream import GenerationStream
+from core.engine.templates import load_chat_template
 from core.engine.types import (
     ChatMessage,
     EngineState,

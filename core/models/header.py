@@ -68,7 +68,7 @@ def read_header(path: Path) -> ModelHeader:
     head_dim = embedding // heads if heads else 0
     file_type = meta.get("general.file_type")
     try:
-        quant = LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")
+        quant = LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")  # type: ignore[arg-type]
     except (TypeError, ValueError):
         quant = types.most_common(1)[0][0] if types else "unknown"
     tokens = meta.get("tokenizer.ggml.tokens")

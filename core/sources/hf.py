@@ -14,6 +14,7 @@ The environment is read at each call, not at import, so one process can switch e
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -33,7 +34,7 @@ from core.sources.pulled import PulledFile, PulledModel
 from core.sources.resolve import ProgressCallback, file_sha256, verify_gguf
 
 if TYPE_CHECKING:
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
 log = logging.getLogger("nimbus.sources.hf")
 
@@ -87,7 +88,10 @@ def parse_hf_spec(spec: str) -> HfSpec:
     repo, _, path = rest.partition("/")
     if not path and ":" in repo:
         repo, quant = repo.split(":", 1)
-    usage = "use hf://OWNER/REPO/FILE.gguf, hf://OWNER/REPO:QUANT or hf://OWNER/REPO, each with @REVISION optional"
+    usage = (
+        "use hf://OWNER/REPO/FILE.gguf, hf://OWNER/REPO:QUANT or hf://OWNER/REPO, "
+        "each with @REVISION optional"
+    )
     if not (_NAME.match(owner) and _NAME.match(repo)) or not revision:
         raise ModelLoadError(f"model {spec!r}: not a valid hf:// model ({usage})")
     if path and quant:
@@ -245,10 +249,9 @@ def _verified(
                     f"model {parsed.text!r}: {local.name} does not match the Hub's sha256 "
                     f"(expected {sha256}, got {actual}); the copy was removed"
                 )
-            try:
+            # A read-only cache (a mounted volume) keeps no marker: it is checked again next time.
+            with contextlib.suppress(OSError):
                 marker.touch()
-            except OSError:  # a read-only cache (a mounted volume): checked again next time
-                pass
     except ModelLoadError:
         _discard(local, blob, marker)
         raise
@@ -257,10 +260,8 @@ def _verified(
 
 def _discard(*paths: Path) -> None:
     for path in paths:
-        try:
+        with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)
-        except OSError:
-            pass
 
 
 def _remove_partial(storage: Path, file: _RemoteFile) -> None:
@@ -443,7 +444,7 @@ class _Reporter:
             self._bar.close()
 
     def tqdm_class(self) -> type[tqdm[Any]]:
-        from tqdm import tqdm as base
+        from tqdm.auto import tqdm as base  # the class huggingface_hub's signature names
 
         reporter = self
 

@@ -107,7 +107,9 @@ def test_pull_into_the_volume_then_serve_from_it_offline(
     before, requests = tree(volume), len(hub.requests)
     for key, value in mp.serving_env("nimbus-models", str(volume), module.settings).items():
         monkeypatch.setenv(key, value)
-    serving = load_modal_app(monkeypatch, **env, **mp.serving_env("v", str(volume), module.settings))
+    serving = load_modal_app(
+        monkeypatch, **env, **mp.serving_env("v", str(volume), module.settings)
+    )
     obj = serving.Model()
     try:
         obj.web.local()  # prepare + load, as in a container

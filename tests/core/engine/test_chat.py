@@ -113,7 +113,9 @@ def test_strftime_now_and_raise_exception() -> None:
 
     year = str(datetime.datetime.now().year)
     assert render_text("{{ strftime_now('%Y') }}", [ChatMessage("user", "x")]) == year
-    template = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('user first') }}{% endif %}"
+    template = (
+        "{% if messages[0]['role'] != 'user' %}{{ raise_exception('user first') }}{% endif %}"
+    )
     with pytest.raises(InvalidRequestError, match="user first"):
         render_text(template, [ChatMessage("assistant", "x")])
 

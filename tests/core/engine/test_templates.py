@@ -30,7 +30,9 @@ def test_builtin_names_file_and_inline_jinja(tmp_path: Path) -> None:
 def test_an_unknown_value_is_a_clear_load_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError) as exc:
         load_chat_template(str(tmp_path / "missing.jinja"))
-    assert "neither Jinja text, a built-in format (chatml, gemma) nor a readable" in exc.value.message
+    assert (
+        "neither Jinja text, a built-in format (chatml, gemma) nor a readable" in exc.value.message
+    )
 
 
 def gemma(messages: list[ChatMessage]) -> tuple[str, list[str]]:

@@ -113,7 +113,9 @@ def test_models_lists_what_is_cached(
     code, out, _ = run(capsys, "models")
     lines = out.splitlines()
     assert lines[0].split() == ["MODEL", "SIZE", "PATH"]
-    assert any(line.startswith(f"hf://{SMOL_REPO}/{SMOL_FILE}") and "98.4 MB" in line for line in lines)
+    assert any(
+        line.startswith(f"hf://{SMOL_REPO}/{SMOL_FILE}") and "98.4 MB" in line for line in lines
+    )
     # Every listed spec serves: it resolves from the cache.
     code, out, _ = run(capsys, "pull", "hf://o/split/m-Q8_0-00001-of-00002.gguf@v2")
     assert code == 0 and len(hub.gets) == 3
@@ -180,11 +182,15 @@ def test_inspect_a_hub_model_without_a_chat_template(
 def test_inspect_refuses_out_of_range_flags(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "inspect", "default", "--ctx", "5")
     assert code == 2
-    assert err.splitlines() == ["nimbus: error: --ctx: Input should be greater than or equal to 128"]
+    assert err.splitlines() == [
+        "nimbus: error: --ctx: Input should be greater than or equal to 128"
+    ]
     code, _, err = run(capsys, "inspect", "default", "--slots", "0")
     assert code == 2 and err.startswith("nimbus: error: --slots: ")
 
 
-def test_inspect_of_a_missing_file_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_inspect_of_a_missing_file_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     code, _, err = run(capsys, "inspect", str(tmp_path / "nope.gguf"))
     assert code == 2 and len(err.splitlines()) == 1 and "not found" in err

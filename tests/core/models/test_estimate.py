@@ -93,6 +93,8 @@ def test_estimate_is_within_20_percent_of_measured_rss(
             assert set(pool.map(complete, range(slots))) == {200}
         measured = peak_rss(pid)
     error = (estimate.total - measured) / measured
-    print(f"{which} ctx={n_ctx} slots={slots}: estimate {estimate.total / MB:.0f} MiB, "
-          f"measured {measured / MB:.0f} MiB ({error:+.1%})")
+    print(
+        f"{which} ctx={n_ctx} slots={slots}: estimate {estimate.total / MB:.0f} MiB, "
+        f"measured {measured / MB:.0f} MiB ({error:+.1%})"
+    )
     assert abs(error) <= 0.20

@@ -213,9 +213,7 @@ def test_gated_repo_without_token(hub: StandInHub, monkeypatch: pytest.MonkeyPat
     assert pull_hf_model("hf://o/gated", SETTINGS).files[0].size == 4096
 
 
-def test_network_failure_part_way_leaves_nothing(
-    hub: StandInHub, tiny: HubFile
-) -> None:
+def test_network_failure_part_way_leaves_nothing(hub: StandInHub, tiny: HubFile) -> None:
     spec = f"hf://{TINY_REPO}:Q8_0"
     hub.break_after(TINY_REPO, TINY_FILE, 5_000_000)
     with pytest.raises(ModelLoadError) as exc:
@@ -230,9 +228,7 @@ def test_network_failure_part_way_leaves_nothing(
     assert hashlib.sha256(pulled.path.read_bytes()).hexdigest() == tiny.sha256
 
 
-def test_wrong_bytes_fail_the_sha256_check_and_are_removed(
-    hub: StandInHub, tiny: HubFile
-) -> None:
+def test_wrong_bytes_fail_the_sha256_check_and_are_removed(hub: StandInHub, tiny: HubFile) -> None:
     spec = f"hf://{TINY_REPO}:Q8_0"
     hub.corrupt(TINY_REPO, TINY_FILE)
     with pytest.raises(ModelLoadError) as exc:

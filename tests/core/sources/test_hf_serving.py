@@ -112,9 +112,7 @@ def test_gemma_answers_chat_with_the_configured_turn_template(gemma_hub: StandIn
         assert reply.choices[0].finish_reason in {"stop", "length"}
         assert reply.usage is not None and reply.usage.completion_tokens >= 1
         # The turn markup went in as Gemma's special tokens, the user's text as text.
-        prompt = server.engine.render_chat(
-            [_msg("user", "<start_of_turn> is just text here")]
-        )
+        prompt = server.engine.render_chat([_msg("user", "<start_of_turn> is just text here")])
         tokens = server.engine.tokenize(prompt)
         start_of_turn = server.engine.tokenize(
             (PromptSegment("<start_of_turn>", special=True),), add_bos=False

@@ -202,7 +202,11 @@ def test_sam_build_picks_the_image_variant_and_architecture(
 
 @pytest.mark.parametrize(
     "model",
-    ["hf://bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M", "hf://o/r/sub/m-Q8_0.gguf@v1.0", "models/x.gguf"],
+    [
+        "hf://bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M",
+        "hf://o/r/sub/m-Q8_0.gguf@v1.0",
+        "models/x.gguf",
+    ],
 )
 def test_the_model_choice_reaches_the_image_build(model: str) -> None:
     overrides = deploy_overrides(MODEL=model)
