@@ -224,8 +224,8 @@ def _describe(model: str, header: Any, estimate: Any) -> list[tuple[str, str]]:
         ("chat template", template),
         (
             "memory",
-            f"~{estimate.total_mb:,} MB for --ctx {estimate.n_ctx} --slots {estimate.slots}: "
+            f"~{estimate.total_mb:,} MiB for --ctx {estimate.n_ctx} --slots {estimate.slots}: "
             f"weights {estimate.weights / mb:,.0f} + KV cache {estimate.kv_cache / mb:,.0f} + "
-            f"compute {estimate.compute / mb:,.0f} + runtime {estimate.runtime / mb:,.0f} MB",
+            f"compute {estimate.compute / mb:,.0f} + runtime {estimate.runtime / mb:,.0f} MiB",
         ),
     ]

@@ -87,7 +87,7 @@ def lambda_fit(estimate: MemoryEstimate, *, file_size: int) -> Recommendation:
         f"{lambda_cores(memory)} cores; {LAMBDA_MAX_MB:,} MB gives the most "
         f"({LAMBDA_MAX_VCPU} vCPUs) and the fastest decoding",
         "bake the model into the image (MODEL build argument) or fetch it from S3 into /tmp "
-        f"(EphemeralStorageMB >= {math.ceil(file_size / MB * 1.1):,})",
+        f"(EphemeralStorageMB >= {max(512, math.ceil(file_size / MB * 1.1)):,})",
     ]
     return Recommendation(
         "lambda",
