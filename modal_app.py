@@ -20,11 +20,12 @@ from handlers import modal_server as ms
 
 settings = load_settings()
 deploy = settings.modal
+image = ms.build_image(settings)  # one image for the serving class and the pull function
 
 app = modal.App(deploy.app_name)
 
 
-@app.cls(**ms.cls_options(settings))
+@app.cls(**ms.cls_options(settings, image=image))
 @modal.concurrent(**ms.concurrency(settings))
 class Model:
     runtime: ms.ModalRuntime
@@ -57,6 +58,13 @@ class Model:
         return self.runtime.generate(
             prompt, max_tokens=max_tokens, temperature=temperature, raw=raw
         )
+
+
+@app.function(**ms.pull_options(settings, image))
+def pull(model: str) -> dict[str, Any]:
+    """`modal run modal_app.py::pull --model hf://OWNER/REPO:QUANT`: download the model into the
+    Volume once (Hub cache layout); deploy with the same NIMBUS_MODEL to serve it from there."""
+    return ms.pull(model, settings.modal)
 
 
 @app.local_entrypoint()

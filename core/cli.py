@@ -1,4 +1,4 @@
-"""The `nimbus` command: serve, generate, config, bench, cost.
+"""The `nimbus` command: serve, generate, config, pull, models, inspect, bench, cost.
 
 User errors print one line and exit 2."""
 
@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.errors import NimbusError
+from core.models.commands import MODEL_HELP, register_model_commands
 from core.settings import Settings, describe_fields, load_settings, setting_errors
 
 
@@ -216,9 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_flag(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--model", help="'default' (bundled SmolLM2-135M), a GGUF path, or s3://bucket/key"
-        )
+        p.add_argument("--model", help=MODEL_HELP)
         p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
 
     serve = sub.add_parser(
@@ -257,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("--markdown", action="store_true", help="as a Markdown table (for docs)")
     model_flag(cfg)
     cfg.set_defaults(func=cmd_config)
+
+    register_model_commands(sub)  # pull, models, inspect
 
     bench = sub.add_parser(
         "bench",

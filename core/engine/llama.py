@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from core.engine.chat import ChatTemplate
 from core.engine.stream import GenerationStream
+from core.engine.templates import load_chat_template
 from core.engine.types import (
     ChatMessage,
     EngineState,
@@ -77,9 +78,11 @@ class LlamaEngine:
             eng = self._settings.engine
             self._model, self._ctx = model, ctx
             self._template = ChatTemplate(
-                eng.chat_template or model.metadata().get("tokenizer.chat_template"),
+                load_chat_template(eng.chat_template)
+                or model.metadata().get("tokenizer.chat_template"),
                 bos_token=self._token_text(model.bos),
                 eos_token=self._token_text(model.eos),
+                model=f"model {self._settings.model!r}",
             )
         except NimbusError as exc:
             self._state, self._detail = "failed", exc.message
@@ -251,7 +254,7 @@ def _alias_for(spec: str, path: Path | None = None) -> str:
 
     if spec.strip().lower() in BUNDLED_MODEL_ALIASES:
         return "smollm2-135m-instruct"
-    # A downloaded model's cache file carries a hash prefix; its id comes from the URI instead.
-    remote = "://" in spec
+    # An s3:// cache file carries a hash prefix; its id comes from the URI instead.
+    remote = spec.startswith("s3://")
     name = path.name if path is not None and not remote else spec.rstrip("/").rsplit("/", 1)[-1]
     return name.removesuffix(".gguf") or spec

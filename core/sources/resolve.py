@@ -1,4 +1,5 @@
-"""Turn a model spec (bundled default, local path, s3:// URI) into a verified local GGUF path."""
+"""Turn a model spec (bundled default, local path or directory, hf:// or s3:// URI) into a verified
+local GGUF path."""
 
 from __future__ import annotations
 
@@ -76,6 +77,24 @@ def resolve_model(
         from core.sources.s3 import fetch_s3_model
 
         return fetch_s3_model(spec, settings, progress=progress)
+    if spec.startswith("hf://"):
+        from core.sources.hf import fetch_hf_model
+
+        path = fetch_hf_model(spec, settings, progress=progress)
+        return verify_gguf(path, source=spec, sha256=settings.sha256)
     if "://" in spec:
-        raise ModelLoadError(f"model {spec!r}: unsupported scheme (use a path or s3://bucket/key)")
-    return verify_gguf(Path(spec).expanduser(), source=spec, sha256=settings.sha256)
+        raise ModelLoadError(
+            f"model {spec!r}: unsupported scheme (use a path, hf://owner/repo or s3://bucket/key)"
+        )
+    return verify_local(Path(spec).expanduser(), source=spec, sha256=settings.sha256)
+
+
+def verify_local(path: Path, *, source: str, sha256: str | None = None) -> Path:
+    """A local GGUF: a file, every part of a split model, or the one model in a directory."""
+    from core.sources.gguf_files import local_parts, pick_in_directory
+
+    if path.is_dir():
+        path = pick_in_directory(path, source=source)
+    for part in local_parts(path)[1:]:
+        verify_gguf(part, source=source)
+    return verify_gguf(path, source=source, sha256=sha256)

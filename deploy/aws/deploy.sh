@@ -35,7 +35,10 @@ Environment (template parameter in brackets):
   TIMEOUT              seconds per invocation, 10-900 (120)                   [Timeout]
   API_KEYS_SECRET_ARN  an existing secret with the API keys                   [ApiKeysSecretArn]
   API_KEYS_SECRET_NAME name of the secret --create-api-key makes ($STACK_NAME/api-keys)
-  MODEL_BUCKET, MODEL_KEY  load s3://MODEL_BUCKET/MODEL_KEY instead of the bundled model
+  MODEL                the model baked into the image: default (the bundled SmolLM2-135M),
+                       hf://OWNER/REPO:QUANT, hf://OWNER/REPO/FILE.gguf[@REV] or
+                       deploy/aws/models/NAME.gguf from the build context                [ModelSpec]
+  MODEL_BUCKET, MODEL_KEY  load s3://MODEL_BUCKET/MODEL_KEY instead of the baked model
                        [ModelBucket, ModelKey]; upload it first with
                        `aws s3 cp model.gguf s3://MODEL_BUCKET/MODEL_KEY`
   MODEL_FILE           a local GGUF: uploaded with `aws s3 cp` to MODEL_BUCKET/MODEL_KEY
@@ -172,6 +175,7 @@ overrides=(
   "EnableTracing=${TRACING:-false}"
 )
 # Optional parameters: SAM rejects "Key=" with an empty value, so only set ones are passed.
+[[ -n "${MODEL:-}" ]] && overrides+=("ModelSpec=${MODEL}")
 [[ -n "${MODEL_BUCKET:-}" ]] && overrides+=("ModelBucket=${MODEL_BUCKET}")
 [[ -n "${MODEL_KEY:-}" ]] && overrides+=("ModelKey=${MODEL_KEY}")
 [[ -n "${MODEL_SHA256:-}" ]] && overrides+=("ModelSha256=${MODEL_SHA256}")

@@ -4,7 +4,8 @@ its class with what this package derives:
 - ``settings``: the class's options (resources, warm containers, concurrency, forwarded
   environment, secrets, volume) from ``Settings.modal`` (``NIMBUS_MODAL__*``) and the engine;
 - ``image``: the container image (CPU or CUDA llama-cpp-python, pyproject dependencies, code);
-- ``runtime``: the per-container engine and app, built by the class's enter hooks.
+- ``runtime``: the per-container engine and app, built by the class's enter hooks;
+- ``volume``: the pull function that downloads an hf:// model into the Volume once.
 
 Everything but the image builders runs without a Modal account, so the tests exercise it offline.
 """
@@ -25,6 +26,7 @@ from handlers.modal_server.settings import (
     container_env,
     max_inputs,
 )
+from handlers.modal_server.volume import pull, pull_options, serving_env
 
 __all__ = [
     "BUNDLED_MODEL_WHEEL",
@@ -36,5 +38,8 @@ __all__ = [
     "container_env",
     "max_inputs",
     "project_dependencies",
+    "pull",
+    "pull_options",
     "requirement_for",
+    "serving_env",
 ]

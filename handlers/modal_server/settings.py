@@ -10,6 +10,7 @@ from typing import Any
 
 from core.settings import ModalSettings, Settings
 from handlers.modal_server.image import build_image
+from handlers.modal_server.volume import serving_env
 
 _SECRET_HINTS = ("KEY", "SECRET", "TOKEN", "PASSWORD")
 
@@ -52,11 +53,12 @@ def check_model_source(settings: Settings) -> None:
     if deploy.volume is None:
         return
     mount = deploy.volume_mount.rstrip("/") + "/"
-    if not settings.model.startswith(mount):
+    if not settings.model.startswith((mount, "hf://")):
         raise ValueError(
             f"NIMBUS_MODAL__VOLUME={deploy.volume} is mounted at {deploy.volume_mount}: set "
             f"NIMBUS_MODEL to a GGUF path under it, e.g. {mount}model.gguf "
-            f"(upload with `modal volume put {deploy.volume} model.gguf /model.gguf`)"
+            f"(upload with `modal volume put {deploy.volume} model.gguf /model.gguf`), or to an "
+            "hf:// model pulled with `modal run modal_app.py::pull --model hf://...`"
         )
 
 
@@ -68,7 +70,8 @@ def cls_options(settings: Settings, image: Any = None) -> dict[str, Any]:
     check_model_source(settings)
     options: dict[str, Any] = {
         "image": image if image is not None else build_image(settings),
-        "env": container_env(deploy),
+        # An hf:// model is read from the Volume's Hub cache (volume.py).
+        "env": {**container_env(deploy), **serving_env(settings)},
         "min_containers": deploy.min_containers,
         "max_containers": max(deploy.max_containers, deploy.min_containers),
         "scaledown_window": deploy.scaledown_window,

@@ -208,11 +208,39 @@ def test_sam_build_picks_the_image_variant_and_architecture(
     assert function.architectures == [arch]
     assert function.metadata["Dockerfile"] == "Dockerfile.lambda"
     assert (Path(function.metadata["DockerContext"]).resolve() / "Dockerfile.lambda").is_file()
-    assert function.metadata["DockerBuildArgs"] == {"VARIANT": variant}
+    assert function.metadata["DockerBuildArgs"] == {"VARIANT": variant, "MODEL": "default"}
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "hf://bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M",
+        "hf://o/r/sub/m-Q8_0.gguf@v1.0",
+        "models/x.gguf",
+    ],
+)
+def test_the_model_choice_reaches_the_image_build(model: str) -> None:
+    overrides = deploy_overrides(MODEL=model)
+    assert f"ModelSpec={model}" in overrides
+    function = built_function(overrides)
+    assert function.metadata["DockerBuildArgs"]["MODEL"] == model
+    # The function serves what the image baked: the directory Dockerfile.lambda copies it to.
+    assert function.environment["Variables"]["NIMBUS_MODEL"] == "/var/task/model"
+    dockerfile = (ROOT / "Dockerfile.lambda").read_text()
+    assert "COPY --from=build /model ${LAMBDA_TASK_ROOT}/model" in dockerfile  # /var/task
+
+
+def test_model_spec_parameter_and_image_model(cfn: dict[str, Any]) -> None:
+    param = cfn["Parameters"]["ModelSpec"]
+    assert param["Default"] == "default" and param["Type"] == "String"
+    env = cfn["Resources"]["NimbusFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["NIMBUS_MODEL"] == {
+        "Fn::If": ["ModelFromS3", {"Fn::Sub": "s3://${ModelBucket}/${ModelKey}"}, "/var/task/model"]
+    }
 
 
 def test_deploy_script_passes_optional_parameters_only_when_set() -> None:
-    assert not any(o.startswith("ModelBucket") for o in deploy_overrides())
+    assert not any(o.startswith(("ModelBucket", "ModelSpec")) for o in deploy_overrides())
     overrides = deploy_overrides(MODEL_BUCKET="models", MODEL_KEY="m/x.gguf")
     function = built_function(overrides)
     assert function.environment["Variables"]["NIMBUS_MODEL"] == "s3://models/m/x.gguf"

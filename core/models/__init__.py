@@ -1,0 +1,1 @@
+"""Model inspection: GGUF headers, memory estimates, platform fit."""
