@@ -1,12 +1,19 @@
 """Chat templating with the model's own Jinja template (GGUF ``tokenizer.chat_template``).
 
 Message contents are rendered as placeholders and split back out, so the engine can tokenize the
-template's own markup with special tokens enabled and the callers' text with them disabled."""
+template's own markup with special tokens enabled and the callers' text with them disabled.
+
+Tools: a template that knows them (its source mentions ``tools``) gets the tool definitions as
+``tools`` and the messages' ``tool_calls`` / ``tool_call_id``, as Hugging Face's templates expect
+(arguments as an object); it renders them as markup, so they may not contain the model's control
+tokens. Any other template gets them as plain message text (core.engine.toolprompt)."""
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -14,8 +21,9 @@ from typing import Any
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from core.engine.toolprompt import TOOL_CALL_OPEN, generic_tool_messages
 from core.engine.types import ChatMessage, PromptSegment
-from core.errors import EngineError, InvalidRequestError
+from core.errors import EngineError, InvalidParameterError, InvalidRequestError
 
 # Used when a GGUF carries no template: ChatML, which SmolLM2 and many small models use.
 CHATML_TEMPLATE = (
@@ -24,6 +32,10 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+
+_MENTIONS_TOOLS = re.compile(r"\btools\b")
+
+Tools = Sequence[dict[str, Any]]
 
 
 def _raise(message: str) -> None:
@@ -39,59 +51,130 @@ def _compile(template: str) -> Any:
 
 
 class ChatTemplate:
-    def __init__(self, template: str | None, *, bos_token: str, eos_token: str) -> None:
+    def __init__(
+        self,
+        template: str | None,
+        *,
+        bos_token: str,
+        eos_token: str,
+        control_tokens: Callable[[], Sequence[str]] = tuple,
+    ) -> None:
         self.source = template or CHATML_TEMPLATE
         self.bos_token = bos_token
         self.eos_token = eos_token
+        self._control_tokens = control_tokens  # read when tools are first rendered
+        self.knows_tools = bool(_MENTIONS_TOOLS.search(self.source))
+        # Hermes/Qwen-style templates teach the same <tool_call> format the generic one uses.
+        self.tool_call_tag = TOOL_CALL_OPEN if TOOL_CALL_OPEN in self.source else None
         try:
             self._template = _compile(self.source)
         except TemplateError as exc:
             raise EngineError(f"invalid chat template: {exc}") from exc
 
-    def render(self, messages: Sequence[ChatMessage]) -> tuple[PromptSegment, ...]:
+    def render(
+        self, messages: Sequence[ChatMessage], tools: Tools | None = None
+    ) -> tuple[PromptSegment, ...]:
         """Render ``messages`` plus the assistant generation prompt as prompt segments."""
+        uses_tools = bool(tools) or any(m.tool_calls or m.role == "tool" for m in messages)
+        if uses_tools and not self.knows_tools:
+            messages, tools = generic_tool_messages(messages, tools), None
+        elif uses_tools:
+            self._check_markup(messages, tools or ())
         marker = f"\u2063nimbus{secrets.token_hex(6)}\u2063"
-        placeholders = [f"{marker}{i}{marker}" for i in range(len(messages))]
+        # Empty contents are passed as they are: templates skip them (an assistant turn that only
+        # calls tools), and a placeholder would then be missing from the output.
+        placeholders = [f"{marker}{i}{marker}" if m.content else "" for i, m in enumerate(messages)]
         try:
-            rendered: str = self._template.render(
-                messages=[
-                    {"role": m.role, "content": p}
-                    for m, p in zip(messages, placeholders, strict=True)
-                ],
-                add_generation_prompt=True,
-                bos_token=self.bos_token,
-                eos_token=self.eos_token,
-            )
+            rendered = self._render(messages, placeholders, tools)
         except InvalidRequestError:
             raise
         except TemplateError as exc:
             raise InvalidRequestError(f"chat template failed: {exc}") from exc
-        if rendered.startswith(self.bos_token) and self.bos_token:
-            # The tokenizer adds BOS itself; keeping the template's copy would double it.
-            rendered = rendered[len(self.bos_token) :]
         segments: list[PromptSegment] = []
         rest = rendered
         for message, placeholder in zip(messages, placeholders, strict=True):
+            if not placeholder:
+                continue
             before, found, after = rest.partition(placeholder)
             if not found:
                 # A template that transforms or drops content: fall back to plain substitution.
-                return self._render_plain(messages)
+                return self._render_plain(messages, tools)
             if before:
                 segments.append(PromptSegment(before, special=True))
-            if message.content:
-                segments.append(PromptSegment(message.content, special=False))
+            segments.append(PromptSegment(message.content, special=False))
             rest = after
         if rest:
             segments.append(PromptSegment(rest, special=True))
         return tuple(segments)
 
-    def _render_plain(self, messages: Sequence[ChatMessage]) -> tuple[PromptSegment, ...]:
-        rendered: str = self._template.render(
-            messages=[{"role": m.role, "content": m.content} for m in messages],
-            add_generation_prompt=True,
-            bos_token=self.bos_token,
-            eos_token=self.eos_token,
-        )
+    def _render(
+        self, messages: Sequence[ChatMessage], contents: Sequence[str], tools: Tools | None
+    ) -> str:
+        context: dict[str, Any] = {
+            "messages": [_message_dict(m, c) for m, c in zip(messages, contents, strict=True)],
+            "add_generation_prompt": True,
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+        }
+        if tools:
+            context["tools"] = list(tools)
+        rendered: str = self._template.render(**context)
         if rendered.startswith(self.bos_token) and self.bos_token:
+            # The tokenizer adds BOS itself; keeping the template's copy would double it.
             rendered = rendered[len(self.bos_token) :]
+        return rendered
+
+    def _render_plain(
+        self, messages: Sequence[ChatMessage], tools: Tools | None
+    ) -> tuple[PromptSegment, ...]:
+        rendered = self._render(messages, [m.content for m in messages], tools)
         return (PromptSegment(rendered, special=True),)
+
+    def _check_markup(self, messages: Sequence[ChatMessage], tools: Tools) -> None:
+        """Tool definitions and calls are rendered as markup (special tokens are read in it):
+        none may carry a control token of the model."""
+        control = [t for t in self._control_tokens() if t]
+        if not control:
+            return
+        texts: list[tuple[str, str]] = [
+            (f"tools.{i}", json.dumps(tool, ensure_ascii=False)) for i, tool in enumerate(tools)
+        ]
+        for i, m in enumerate(messages):
+            for j, call in enumerate(m.tool_calls):
+                texts.append((f"messages.{i}.tool_calls.{j}", call.id + call.name + call.arguments))
+            if m.tool_call_id:
+                texts.append((f"messages.{i}.tool_call_id", m.tool_call_id))
+            if m.name:
+                texts.append((f"messages.{i}.name", m.name))
+        for param, text in texts:
+            for token in control:
+                if token in text:
+                    raise InvalidParameterError(
+                        f"{param} contains the model's control token {token!r}", param=param
+                    )
+
+
+def _message_dict(message: ChatMessage, content: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role, "content": content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": _arguments(call.arguments)},
+            }
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        out["name"] = message.name
+    return out
+
+
+def _arguments(text: str) -> Any:
+    """Hugging Face templates expect the arguments as an object (they apply ``tojson``)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

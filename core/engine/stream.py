@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
-from core.engine.types import Completion
+from core.engine.types import Completion, Delta
 from core.errors import EngineError, NimbusError
 
 
@@ -26,7 +26,8 @@ DoneCallback = Callable[[Completion], None]
 
 class GenerationStream:
     """One request's output. The producer (engine thread) calls ``emit``/``finish``/``fail``;
-    the consumer iterates text deltas with ``async for`` and reads ``result`` afterwards.
+    the consumer iterates text deltas with ``async for`` (choice 0's text) or ``deltas()``
+    (every choice, with log-probabilities) and reads ``result`` afterwards.
     ``cancel()`` (e.g. on client disconnect) makes the producer stop at its next token."""
 
     def __init__(self, prompt_tokens: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -35,7 +36,7 @@ class GenerationStream:
         self.first_token_at: float | None = None
         self.result: Completion | None = None
         self._loop = loop or asyncio.get_running_loop()
-        self._queue: asyncio.Queue[str | _End | BaseException] = asyncio.Queue()
+        self._queue: asyncio.Queue[str | Delta | _End | BaseException] = asyncio.Queue()
         self._cancelled = threading.Event()
         self._done = False
         self._on_done: list[DoneCallback] = []
@@ -52,6 +53,15 @@ class GenerationStream:
             self.first_token_at = time.monotonic()
         self._put(text)
 
+    def emit_delta(self, delta: Delta) -> None:
+        """A choice's text with its tokens' log-probabilities (sent even when the text is
+        empty: the bytes of a character split across tokens are held back)."""
+        if not delta.text and not delta.logprobs:
+            return
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+        self._put(delta)
+
     def finish(self, completion: Completion) -> None:
         now = time.monotonic()
         completion.total_s = now - self.submitted_at
@@ -63,7 +73,7 @@ class GenerationStream:
     def fail(self, error: BaseException) -> None:
         self._put(error)
 
-    def _put(self, item: str | _End | BaseException) -> None:
+    def _put(self, item: str | Delta | _End | BaseException) -> None:
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
         except RuntimeError:
@@ -88,18 +98,36 @@ class GenerationStream:
                 log.exception("completion callback failed")
 
     async def __aiter__(self) -> AsyncIterator[str]:
+        """Choice 0's text deltas (for requests with n = 1). Its own loop rather than a filter
+        over ``deltas()``: one generator hop less on every token of every ordinary request."""
         while not self._done:
-            item = await self._queue.get()
-            if isinstance(item, _End):
-                self._done = True
-                self._notify_done()
-                return
-            if isinstance(item, BaseException):
-                self._done = True
-                if isinstance(item, NimbusError):
-                    raise item
-                raise EngineError(f"generation failed: {item}") from item
-            yield item
+            item = self._settle(await self._queue.get())
+            if isinstance(item, str):
+                yield item
+            elif item is not None and item.index == 0 and item.text:
+                yield item.text
+
+    async def deltas(self) -> AsyncIterator[Delta]:
+        """Every choice's deltas, in the order they were generated."""
+        while not self._done:
+            item = self._settle(await self._queue.get())
+            if isinstance(item, str):
+                yield Delta(0, item)
+            elif item is not None:
+                yield item
+
+    def _settle(self, item: str | Delta | _End | BaseException) -> str | Delta | None:
+        """The item to hand out; None at the end (raises the producer's error)."""
+        if isinstance(item, _End):
+            self._done = True
+            self._notify_done()
+            return None
+        if isinstance(item, BaseException):
+            self._done = True
+            if isinstance(item, NimbusError):
+                raise item
+            raise EngineError(f"generation failed: {item}") from item
+        return item
 
     async def collect(self) -> Completion:
         """Drain the stream; the returned Completion carries the whole text."""
