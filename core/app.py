@@ -9,8 +9,8 @@ from fastapi import FastAPI
 
 from core import __version__
 from core.api.errors import install_error_handlers
-from core.api.routes import native, openai
-from core.api.service import CompletionObserver, GenerationService
+from core.api.routes import embeddings, native, openai, tokenize
+from core.api.service import CompletionObserver, GenerationService, model_aliases
 from core.engine.base import Engine
 from core.http.body import BodyMiddleware
 from core.security import install_security
@@ -34,10 +34,20 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.service = GenerationService(engine, settings.limits, observer=observer)
+    aliases, embedding_aliases = model_aliases(settings)
+    app.state.service = GenerationService(
+        engine,
+        settings.limits,
+        observer=observer,
+        aliases=aliases,
+        embedding_aliases=embedding_aliases,
+    )
     install_error_handlers(app)
     app.include_router(native.router)
+    app.include_router(tokenize.router)
     app.include_router(openai.router)
+    if settings.embeddings.enabled:
+        app.include_router(embeddings.router)
     app.add_middleware(
         BodyMiddleware,
         max_bytes=settings.limits.max_body_bytes,

@@ -124,6 +124,13 @@ class LimitSettings(BaseModel):
     max_tools: int = Field(
         128, ge=0, le=1024, description="Most tools (function definitions) in one request."
     )
+    max_tool_calls: int = Field(
+        8,
+        ge=1,
+        le=128,
+        description="Most tool calls one reply may make when parallel calls are allowed (the "
+        "tool-call grammar stops there).",
+    )
 
 
 class EmbeddingSettings(BaseModel):
@@ -145,8 +152,7 @@ class EmbeddingSettings(BaseModel):
     )
     pooling: Literal["auto", "mean", "last", "cls"] = Field(
         "auto",
-        description="'auto' (the pooling the GGUF declares, else 'mean'), 'mean', 'last' or "
-        "'cls'.",
+        description="'auto' (the pooling the GGUF declares, else 'mean'), 'mean', 'last' or 'cls'.",
     )
     n_ctx: int = Field(
         512,
@@ -155,9 +161,7 @@ class EmbeddingSettings(BaseModel):
         description="Longest input in tokens; also the tokens evaluated per decode (memory grows "
         "with it: every token's logits are kept).",
     )
-    n_seq: int = Field(
-        8, ge=1, le=64, description="Most inputs evaluated together in one decode."
-    )
+    n_seq: int = Field(8, ge=1, le=64, description="Most inputs evaluated together in one decode.")
     max_inputs: int = Field(
         256, ge=1, le=4096, description="Most inputs in one request (400 above it)."
     )

@@ -54,9 +54,7 @@ def grammar_for(kind: str | None, schema: dict[str, Any] | None = None) -> str |
     return schema_grammar(schema, param="response_format.json_schema.schema")
 
 
-def schema_grammar(
-    schema: dict[str, Any], *, param: str, prop_order: Sequence[str] = ()
-) -> str:
+def schema_grammar(schema: dict[str, Any], *, param: str, prop_order: Sequence[str] = ()) -> str:
     """Compact GBNF for a JSON schema (llama.cpp's converter, single spaces at most)."""
     from llama_cpp import llama_grammar  # loads llama.cpp; only needed for structured output
 
@@ -95,7 +93,7 @@ def tool_call_grammar(
         "root",
         "nimbus-call",
     )
-    more = f' ( "\\n" nimbus-tool-call ){{0,{max_calls - 1}}}' if max_calls > 1 else ""
+    more = f" nimbus-tool-call{{0,{max_calls - 1}}}" if max_calls > 1 else ""
     return (
         f"root ::= nimbus-tool-call{more}\n"
         f"nimbus-tool-call ::= {_literal(open_tag)} nimbus-call {_literal(close_tag)}\n"
@@ -105,9 +103,7 @@ def tool_call_grammar(
 
 def rename_rule(gbnf: str, old: str, new: str) -> str:
     """``gbnf`` with every use of rule ``old`` (not text inside literals) named ``new``."""
-    return "".join(
-        new if token == old else token for token in _GBNF_TOKEN.findall(gbnf)
-    )
+    return "".join(new if token == old else token for token in _GBNF_TOKEN.findall(gbnf))
 
 
 def _literal(text: str) -> str:

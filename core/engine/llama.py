@@ -252,7 +252,16 @@ class LlamaEngine:
     # -- requests ---------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> GenerationStream:
         self._require_ready()
-        tokens = self.tokenize(request.prompt, add_bos=request.add_bos)
+        if request.tokens is not None:
+            tokens = list(request.tokens)
+            n_vocab = self.n_vocab
+            bad = next((t for t in tokens if not 0 <= t < n_vocab), None)
+            if bad is not None:
+                raise InvalidParameterError(
+                    f"token {bad} is not in the vocabulary (0..{n_vocab - 1})", param="prompt"
+                )
+        else:
+            tokens = self.tokenize(request.prompt, add_bos=request.add_bos)
         room = self.n_ctx - len(tokens)
         if not tokens:
             raise ContextOverflowError("the prompt is empty after tokenization", param="prompt")

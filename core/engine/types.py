@@ -50,6 +50,8 @@ class GenerationRequest:
     deadline: float | None = None
     """time.monotonic() after which generation ends with finish_reason 'length'."""
     add_bos: bool = True
+    tokens: tuple[int, ...] | None = None
+    """Token ids to use as the prompt as they are (``prompt`` is then not tokenized)."""
 
 
 @dataclass(frozen=True)
