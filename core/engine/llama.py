@@ -314,15 +314,19 @@ class LlamaEngine:
             token_lists.append(ids)
         from core.engine.embed import batches
 
-        groups = batches([len(t) for t in token_lists], n_ctx=ctx.n_ctx, n_seq=ctx.n_seq)
+        # Repeated inputs are evaluated once: the same vector for each, and less work. (Where an
+        # input sits in a batch can change the last bits of its vector, as in llama-server.)
+        unique = list(dict.fromkeys(tuple(t) for t in token_lists))
+        groups = batches([len(t) for t in unique], n_ctx=ctx.n_ctx, n_seq=ctx.n_seq)
         results = await asyncio.gather(
             *(
-                self._on_engine_thread(functools.partial(ctx.embed, [token_lists[i] for i in g]))
+                self._on_engine_thread(functools.partial(ctx.embed, [unique[i] for i in g]))
                 for g in groups
             )
         )
+        by_tokens = dict(zip(unique, (v for r in results for v in r), strict=True))
         return Embeddings(
-            vectors=[v for r in results for v in r],
+            vectors=[by_tokens[tuple(t)] for t in token_lists],
             prompt_tokens=sum(len(t) for t in token_lists),
             model=self.embedding_model_id,
             dimensions=ctx.n_embd,
