@@ -430,6 +430,9 @@ class BatchScheduler:
             run = slot.run
             if row is None or run is None:
                 continue
+            if run.logprobs is None and not run.followers:  # the common case: as cheap as ever
+                self._on_token(slot, run.sampler.sample(ctx, row))
+                continue
             followers, run.followers = run.followers, []
             self._on_token(slot, *self._sample(run, row))
             for follower in followers:  # the prompt is in: the other choices start here

@@ -101,10 +101,12 @@ class GenerationStream:
         """Choice 0's text deltas (for requests with n = 1). Its own loop rather than a filter
         over ``deltas()``: one generator hop less on every token of every ordinary request."""
         while not self._done:
-            item = self._settle(await self._queue.get())
-            if isinstance(item, str):
-                yield item
-            elif item is not None and item.index == 0 and item.text:
+            raw = await self._queue.get()
+            if isinstance(raw, str):
+                yield raw
+                continue
+            item = self._settle(raw)
+            if item is not None and not isinstance(item, str) and item.index == 0 and item.text:
                 yield item.text
 
     async def deltas(self) -> AsyncIterator[Delta]:
