@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -364,12 +365,14 @@ class Sampler:
         n = C.llama_sampler_chain_n(self.ptr)
         for i in range(self.n_process):
             C.llama_sampler_apply(C.llama_sampler_chain_get(self.ptr, i), ref)
-        processed = _view(arr).copy()  # the selecting samplers sort and cut the array
+        processed = _view(arr)
+        # Copied: the selecting samplers sort and cut the array.
+        logits, ids = processed["logit"].copy(), processed["id"].copy()
         for i in range(self.n_process, n):
             C.llama_sampler_apply(C.llama_sampler_chain_get(self.ptr, i), ref)
         token = int(_view(arr)["id"][arr.selected])
         C.llama_sampler_accept(self.ptr, token)
-        return _scored(token, processed["logit"], processed["id"], top)
+        return _scored(token, logits, ids, top)
 
     def close(self) -> None:
         if self.ptr is not None:
@@ -385,22 +388,23 @@ def _view(arr: Any) -> Any:
 
 
 def _scored(token: int, logits: Any, ids: Any, top: int) -> Scored:
-    """Log-softmax over ``logits`` (token ``ids[i]`` at ``i``; ids None = in id order)."""
-    values = logits.astype(np.float64)
-    finite = np.isfinite(values)
-    peak = values[finite].max()
-    logprobs = values - (peak + np.log(np.exp(values[finite] - peak).sum()))
+    """Log-softmax values (token ``ids[i]`` at ``i``; ids None = in id order) of the token
+    and of the ``top`` most likely ones: one pass over the vocabulary for the normaliser, the
+    rest only for the tokens reported."""
+    peak = float(logits.max())
+    total = float(np.exp(logits - np.float32(peak)).sum(dtype=np.float64))
+    norm = peak + math.log(total)
     if ids is None or (token < len(ids) and ids[token] == token):
         index = token  # the processing samplers keep the candidates in id order
     else:
         index = int(np.flatnonzero(ids == token)[0])
     best: list[tuple[int, float]] = []
-    if top > 0:
-        k = min(top, int(finite.sum()))
-        part = np.argpartition(-np.where(finite, logprobs, -np.inf), k - 1)[:k]
-        part = part[np.argsort(-logprobs[part], kind="stable")]
-        best = [(int(i if ids is None else ids[i]), float(logprobs[i])) for i in part]
-    return token, float(logprobs[index]), best
+    k = min(top, int(np.count_nonzero(logits > -np.inf)))
+    if k > 0:
+        part = np.argpartition(logits, -k)[-k:]
+        part = part[np.argsort(-logits[part], kind="stable")]
+        best = [(int(i if ids is None else ids[i]), float(logits[i]) - norm) for i in part]
+    return token, float(logits[index]) - norm, best
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
