@@ -73,7 +73,7 @@ def _message(i: int, m: ChatMessageIn) -> ChatMessage:
             f"{where}: a tool message needs the tool_call_id it answers",
             param=f"{where}.tool_call_id",
         )
-    if m.content is None and not (m.role == "assistant"):
+    if m.content is None and m.role != "assistant":
         raise InvalidParameterError(
             f"{where}: a {m.role} message needs content", param=f"{where}.content"
         )
