@@ -159,7 +159,8 @@ def test_auto_may_answer_in_text(client: OpenAI) -> None:
 def test_chat_logprobs_whole_and_streamed(client: OpenAI) -> None:
     body: dict[str, Any] = {
         "model": "smollm2",
-        "messages": [{"role": "user", "content": "Name a color."}],
+        # No near-ties in its greedy answer: the two calls below give the same tokens.
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
         "temperature": 0,
         "max_tokens": 8,
         "logprobs": True,
@@ -200,9 +201,9 @@ def test_completion_logprobs(client: OpenAI) -> None:
 
 
 def test_n_choices(client: OpenAI) -> None:
-    messages: Any = [{"role": "user", "content": "Write one word."}]
-    # Twice: the first call warms the prefix cache, so the next ones see the same cache state
-    # (a cache hit can change low-order float results; see the determinism note).
+    # A prompt whose greedy answer has no near-ties: where a shared server's KV cells sit can
+    # change low-order float results (see the determinism note), which would flip a near-tie.
+    messages: Any = [{"role": "user", "content": "What is the capital of France?"}]
     one = [
         client.chat.completions.create(
             model="smollm2", messages=messages, temperature=0, max_tokens=6
@@ -337,42 +338,35 @@ def test_errors_through_the_sdk(client: OpenAI) -> None:
 
 
 def test_a_length_cut_never_ends_in_a_broken_character(client: OpenAI) -> None:
-    full = client.chat.completions.create(
-        model="smollm2",
-        messages=[{"role": "user", "content": JAPANESE}],
-        temperature=0,
-        max_tokens=6,
-        logprobs=True,
-    )
-    content = full.choices[0].message.content or ""
-    pieces = [bytes(e.bytes or []) for e in (full.choices[0].logprobs.content or [])]  # type: ignore[union-attr]
-    split_inside = 0
+    """Each reply is checked against its own tokens' bytes (logprobs), never against another
+    call's: on a shared server a near-tie may go either way from one call to the next."""
+    cuts_inside = 0
     for n in range(1, 6):
-        try:
-            b"".join(pieces[:n]).decode()
-        except UnicodeDecodeError:
-            split_inside += 1  # this cut falls inside a character
-        cut = client.chat.completions.create(
-            model="smollm2",
-            messages=[{"role": "user", "content": JAPANESE}],
-            temperature=0,
-            max_tokens=n,
-        )
-        text = cut.choices[0].message.content or ""
-        streamed = "".join(
-            c.delta.content or ""
-            for chunk in client.chat.completions.create(
-                model="smollm2",
-                messages=[{"role": "user", "content": JAPANESE}],
-                temperature=0,
-                max_tokens=n,
-                stream=True,
-            )
-            for c in chunk.choices
-        )
-        assert "\ufffd" not in text and streamed == text
-        assert content.startswith(text)
-    assert split_inside >= 2  # the test really cut inside characters
+        body: dict[str, Any] = {
+            "model": "smollm2",
+            "messages": [{"role": "user", "content": JAPANESE}],
+            "temperature": 0,
+            "max_tokens": n,
+            "logprobs": True,
+        }
+        whole = client.chat.completions.create(**body).choices[0]
+        text = whole.message.content or ""
+        raw = b"".join(bytes(e.bytes or []) for e in (whole.logprobs.content or []))  # type: ignore[union-attr]
+        streamed, streamed_raw = "", b""
+        for chunk in client.chat.completions.create(**body, stream=True):
+            for c in chunk.choices:
+                streamed += c.delta.content or ""
+                if c.logprobs and c.logprobs.content:
+                    streamed_raw += b"".join(bytes(e.bytes or []) for e in c.logprobs.content)
+        for reply, tokens in ((text, raw), (streamed, streamed_raw)):
+            assert "\ufffd" not in reply
+            # The whole characters of the tokens generated; a cut one is dropped.
+            assert reply == tokens.decode("utf-8", "ignore")
+            try:
+                tokens.decode()
+            except UnicodeDecodeError:
+                cuts_inside += 1  # this reply was cut inside a character
+    assert cuts_inside >= 2  # the test really cut inside characters
 
 
 def test_json_object_is_compact_enough_for_a_small_budget(client: OpenAI) -> None:
