@@ -11,8 +11,8 @@ from fastapi_offline import FastAPIOffline
 
 from core import __version__
 from core.api.errors import install_error_handlers
-from core.api.routes import metrics, native, openai
-from core.api.service import CompletionObserver, GenerationService
+from core.api.routes import embeddings, metrics, native, openai, tokenize
+from core.api.service import CompletionObserver, GenerationService, model_aliases
 from core.engine.base import Engine
 from core.engine.types import Completion
 from core.http.body import BodyMiddleware
@@ -60,11 +60,18 @@ def create_app(
     if settings.metrics.enabled:
         app.state.prometheus.read_on_scrape(telemetry.samples)
     app.state.telemetry = telemetry
+    aliases, embedding_aliases = model_aliases(settings)
     app.state.service = GenerationService(
-        engine, settings.limits, observer=_both(telemetry.completion, observer)
+        engine,
+        settings.limits,
+        observer=_both(telemetry.completion, observer),
+        aliases=aliases,
+        embedding_aliases=embedding_aliases,
     )
     install_error_handlers(app)
-    routers = [native.router, openai.router]
+    routers = [native.router, tokenize.router, openai.router]
+    if settings.embeddings.enabled:
+        routers.append(embeddings.router)
     if settings.metrics.enabled:
         routers.append(metrics.router(settings.metrics))
     for router in routers:

@@ -62,6 +62,12 @@ class NotFoundError(NimbusError):
     code = "not_found"
 
 
+class ModelNotFoundError(NotFoundError):
+    """A request named a model this server does not serve."""
+
+    code = "model_not_found"
+
+
 class PayloadTooLargeError(NimbusError):
     status = 413
     error_type = "invalid_request_error"

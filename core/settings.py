@@ -116,6 +116,57 @@ class LimitSettings(BaseModel):
         le=100_000_000,
         description="Largest request body, checked before JSON parsing.",
     )
+    max_n: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Most choices (n) one request may ask for; each takes a slot (and at most "
+        "engine.slots).",
+    )
+    max_tools: int = Field(
+        128, ge=0, le=1024, description="Most tools (function definitions) in one request."
+    )
+    max_tool_calls: int = Field(
+        8,
+        ge=1,
+        le=128,
+        description="Most tool calls one reply may make when parallel calls are allowed (the "
+        "tool-call grammar stops there).",
+    )
+
+
+class EmbeddingSettings(BaseModel):
+    """POST /v1/embeddings: a second llama.cpp context (embeddings on, pooled), created on first
+    use; it takes no generation slot."""
+
+    enabled: bool = Field(True, description="Serve POST /v1/embeddings.")
+    model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="A separate embedding model (same forms as NIMBUS_MODEL: a GGUF path, "
+        "s3://...); unset = the served model.",
+    )
+    model_alias: str | None = Field(
+        None,
+        max_length=256,
+        description="Model id of the separate embedding model (default: its file stem).",
+    )
+    pooling: Literal["auto", "mean", "last", "cls"] = Field(
+        "auto",
+        description="'auto' (the pooling the GGUF declares, else 'mean'), 'mean', 'last' or 'cls'.",
+    )
+    n_ctx: int = Field(
+        512,
+        ge=16,
+        le=32768,
+        description="Longest input in tokens; also the tokens evaluated per decode (memory grows "
+        "with it: every token's logits are kept).",
+    )
+    n_seq: int = Field(8, ge=1, le=64, description="Most inputs evaluated together in one decode.")
+    max_inputs: int = Field(
+        256, ge=1, le=4096, description="Most inputs in one request (400 above it)."
+    )
 
 
 class ServerSettings(BaseModel):
@@ -553,9 +604,16 @@ class Settings(BaseSettings):
     model_alias: str | None = Field(
         None, max_length=256, description="Model id reported by /v1/models (default: file stem)."
     )
+    model_aliases: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="More names the OpenAI routes accept in `model` for the served model (JSON "
+        "list); any other name gets 404 model_not_found.",
+    )
     engine: EngineSettings = Field(default_factory=EngineSettings)  # type: ignore[arg-type]
     source: ModelSourceSettings = Field(default_factory=ModelSourceSettings)  # type: ignore[arg-type]
     limits: LimitSettings = Field(default_factory=LimitSettings)  # type: ignore[arg-type]
+    embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)  # type: ignore[arg-type]
     server: ServerSettings = Field(default_factory=ServerSettings)  # type: ignore[arg-type]
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # type: ignore[arg-type]
     request_log: RequestLogSettings = Field(default_factory=RequestLogSettings)  # type: ignore[arg-type]

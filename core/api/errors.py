@@ -4,15 +4,20 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.api.protocol import UNSUPPORTED
 from core.errors import (
     EngineError,
     InvalidJSONError,
+    InvalidParameterError,
     InvalidRequestError,
     NimbusError,
     NotFoundError,
@@ -30,17 +35,46 @@ def error_response(error: NimbusError) -> JSONResponse:
 
 
 def validation_to_error(exc: RequestValidationError) -> NimbusError:
-    """Unparseable JSON -> 422 invalid_json; a well-formed body with bad fields -> 400."""
+    """Unparseable JSON -> 422 invalid_json; a well-formed body with bad fields -> 400 naming
+    the field; a field this server does not know -> 400 naming it (and why, for OpenAI's)."""
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return InvalidJSONError("request body is not valid JSON")
-    first = errors[0] if errors else {}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    first = _most_specific(errors)
+    loc = [str(p) for p in first.get("loc", ()) if p != "body" and not _is_type_tag(p)]
     param = ".".join(loc) or None
+    if first.get("type") == "extra_forbidden" and loc:
+        reason = UNSUPPORTED.get(loc[-1])
+        if reason is not None:
+            return InvalidParameterError(f"'{param}' is not supported: {reason}", param=param)
+        return InvalidParameterError(f"unrecognized request argument: '{param}'", param=param)
     # The message is pydantic's short text only: no input echo, no stack trace.
-    msg = first.get("msg", "invalid request")
+    msg = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     where = f" at '{param}'" if param else ""
     return InvalidRequestError(f"invalid request{where}: {msg}", param=param)
+
+
+def _most_specific(errors: Sequence[Any]) -> Any:
+    """The first error, or, when its field is a union (pydantic reports one error per member),
+    the member's error that reaches deepest into the value (e.g. 'input.1' of a list)."""
+    if not errors:
+        return {}
+    field = errors[0].get("loc", ())[:2]
+    same = [e for e in errors if tuple(e.get("loc", ()))[:2] == tuple(field)]
+    return max(same, key=lambda e: len(e.get("loc", ())))
+
+
+def _is_type_tag(part: object) -> bool:
+    """pydantic names the member of a union in an error's location ('str', 'list[int]',
+    'NamedToolChoice', "literal['none','auto']"): not part of the parameter's path."""
+    if isinstance(part, int):
+        return False
+    text = str(part)
+    return bool(_TYPE_TAG.search(text)) or text[:1].isupper() or text in _TYPE_NAMES
+
+
+_TYPE_TAG = re.compile(r"[\[\]()',= -]")
+_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "none", "list", "dict"})
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from core.api.protocol import Usage
 from core.engine.stream import GenerationStream
-from core.engine.types import Completion
+from core.engine.types import ChoiceResult, Completion
 from core.errors import NimbusError
 from core.http.errors import error_body
 from core.security import RequestSecurity
@@ -102,7 +102,7 @@ def usage_of(completion: Completion) -> Usage:
     )
 
 
-def finish_reason(completion: Completion) -> Literal["stop", "length"]:
+def finish_reason(completion: Completion | ChoiceResult) -> Literal["stop", "length"]:
     # A cancelled run only reaches a reader when the deadline cut it: report it as 'length'.
     return "stop" if completion.finish_reason == "stop" else "length"
 
@@ -129,11 +129,38 @@ class ChoiceChunks:
         choice["finish_reason"] = finish
         return {**self.base, "choices": [choice]}
 
-    def role(self) -> bytes:
+    def role(self, index: int = 0) -> bytes:
         """The opening chat chunk: the assistant role with empty content."""
         payload = self.payload("")
         payload["choices"][0]["delta"] = {"role": "assistant", "content": ""}
+        payload["choices"][0]["index"] = index
         return sse_event(payload)
+
+    def choice(
+        self,
+        index: int,
+        text: str | None = None,
+        *,
+        logprobs: dict[str, Any] | None = None,
+        tool_calls: list[dict[str, Any]] | None = None,
+        finish: str | None = None,
+        report: dict[str, Any] | None = None,
+    ) -> bytes:
+        """Any chunk of any choice (n > 1, log-probabilities, tool calls): built per event."""
+        choice: dict[str, Any] = {"index": index}
+        if self.kind == "chat":
+            delta: dict[str, Any] = {}
+            if text is not None:
+                delta["content"] = text
+            if tool_calls is not None:
+                delta["tool_calls"] = tool_calls
+            choice["delta"] = delta
+        else:
+            choice["text"] = text or ""
+        choice["logprobs"] = logprobs
+        choice["finish_reason"] = finish
+        payload = {**self.base, "choices": [choice]}
+        return sse_event({**payload, "nimbus": report} if report else payload)
 
     def finish(self, completion: Completion, report: dict[str, Any]) -> bytes:
         payload = self.payload(None, finish_reason(completion))

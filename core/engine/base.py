@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.engine.stream import GenerationStream
 from core.engine.types import (
     ChatMessage,
+    Embeddings,
     EngineState,
     EngineStats,
     GenerationRequest,
@@ -20,6 +21,9 @@ class Engine(Protocol):
     def model_id(self) -> str: ...
 
     @property
+    def embedding_model_id(self) -> str: ...
+
+    @property
     def state(self) -> EngineState: ...
 
     @property
@@ -28,15 +32,32 @@ class Engine(Protocol):
     @property
     def n_ctx(self) -> int: ...
 
+    @property
+    def n_vocab(self) -> int: ...
+
+    @property
+    def tool_call_tag(self) -> str | None:
+        """The tag opening a tool call in the generic format the model is prompted with (None
+        when its chat template teaches another format)."""
+        ...
+
     def stats(self) -> EngineStats: ...
 
     def count_tokens(self, prompt: Sequence[PromptSegment]) -> int: ...
 
-    def render_chat(self, messages: Sequence[ChatMessage]) -> tuple[PromptSegment, ...]: ...
+    def tokenize(self, prompt: Sequence[PromptSegment], *, add_bos: bool = True) -> list[int]: ...
+
+    def token_piece(self, token: int) -> bytes: ...
+
+    def render_chat(
+        self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None = None
+    ) -> tuple[PromptSegment, ...]: ...
 
     def submit(self, request: GenerationRequest) -> GenerationStream:
         """Queue a request; raises EngineOverloadedError / ModelNotReadyError /
         ContextOverflowError at once instead of waiting."""
         ...
+
+    async def embed(self, inputs: Sequence[str | Sequence[int]]) -> Embeddings: ...
 
     def close(self) -> None: ...

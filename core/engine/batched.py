@@ -6,6 +6,16 @@ of each newcomer (while the batch has room), runs one ``llama_decode`` and sampl
 asked for logits with that request's own sampler chain. Requests join between steps; finished or
 cancelled ones leave at once.
 
+n > 1 choices: the job takes n slots at once; the first (the leader) evaluates the prompt, the
+others wait, get the prompt's cells copied (``seq_cp``, which only tags cells) and draw their
+first token from the leader's logits row; from then on each decodes as its own row.
+
+Log-probabilities are computed only for requests that ask for them (``Sampler.sample_scored``);
+every other row samples exactly as before.
+
+Work that must run on this thread but is not a generation (the embedding context's decodes) is
+queued as an ``EngineTask`` and run between steps, one per step.
+
 Prefix cache: a slot keeps its KV cells after its request ends, tagged with the tokens they hold.
 A newcomer takes the free slot whose cells share the longest prefix with its prompt (or has that
 prefix copied from any slot with ``seq_cp``, which in the unified KV cache only tags cells) and
@@ -15,18 +25,26 @@ evaluates only the rest. Idle cells are dropped, least recently used first, when
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import logging
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from core.engine.kvcells import CellMap
-from core.engine.lowlevel import Context, Model, Sampler, common_prefix
+from core.engine.lowlevel import Context, Model, Sampler, Scored, common_prefix
 from core.engine.stops import StopMatcher
 from core.engine.stream import GenerationStream
-from core.engine.types import Completion, FinishReason, GenerationRequest
+from core.engine.types import (
+    ChoiceResult,
+    Completion,
+    Delta,
+    FinishReason,
+    GenerationRequest,
+    TokenLogprob,
+)
 from core.errors import (
     EngineError,
     EngineOverloadedError,
@@ -50,13 +68,37 @@ class Job:
     stream: GenerationStream
 
 
+class EngineTask(Protocol):
+    """Work for the engine thread (see BatchScheduler.call)."""
+
+    def run(self) -> None: ...
+
+    def fail(self, error: NimbusError) -> None: ...
+
+
+@dataclass
+class _Group:
+    """The choices of one job: its stream finishes when the last of them ends."""
+
+    job: Job
+    choices: list[ChoiceResult | None]
+    left: int
+    reused: int = 0
+
+
 @dataclass
 class _Run:
-    """A job's generation state while it holds a slot."""
+    """One choice's generation state while it holds a slot."""
 
     job: Job
     sampler: Sampler
     reused: int
+    group: _Group
+    index: int = 0
+    plain: bool = True  # choice 0 of n = 1 without log-probabilities: text goes out as str
+    logprobs: list[TokenLogprob] | None = None
+    waiting: bool = False  # a follower: its prompt cells come from the leader
+    followers: list[_Slot] = field(default_factory=list)  # waiting for this run's prompt
     decoder: Any = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
@@ -110,6 +152,7 @@ class BatchScheduler:
         self._warm_up_token = warm_up_token
         self._retry_after = str(retry_after_s)
         self._queue: deque[Job] = deque()
+        self._tasks: deque[EngineTask] = deque()
         self._cond = threading.Condition()
         self._active = 0
         self._stopping = False
@@ -141,6 +184,20 @@ class BatchScheduler:
                     headers={"Retry-After": self._retry_after},
                 )
             self._queue.append(job)
+            self._cond.notify_all()
+
+    def call(self, task: EngineTask) -> None:
+        """Run ``task`` on the engine thread between two decode steps (one task per step, so
+        generations keep flowing). Refused at once when ``max_waiting`` tasks are queued."""
+        with self._cond:
+            if self._stopping:
+                raise ModelNotReadyError("server is shutting down")
+            if len(self._tasks) >= max(1, self._max_waiting):
+                raise EngineOverloadedError(
+                    f"the engine is busy ({len(self._tasks)} tasks waiting); retry shortly",
+                    headers={"Retry-After": self._retry_after},
+                )
+            self._tasks.append(task)
             self._cond.notify_all()
 
     def stats(self) -> SchedulerStats:
@@ -175,6 +232,7 @@ class BatchScheduler:
         try:
             self._warm_up()
             while self._wait_for_work():
+                self._run_task()
                 self._admit()
                 self._retire_cancelled()
                 if any(s.run is not None for s in self._slots):
@@ -205,18 +263,30 @@ class BatchScheduler:
 
     def _wait_for_work(self) -> bool:
         with self._cond:
-            while not self._stopping and not self._queue and self._active == 0:
+            while not self._stopping and not self._queue and not self._tasks and self._active == 0:
                 self._cond.wait()
             return not self._stopping
+
+    def _run_task(self) -> None:
+        with self._cond:
+            if not self._tasks:
+                return
+            task = self._tasks.popleft()
+        try:
+            task.run()
+        except Exception as exc:
+            log.exception("engine task failed")
+            task.fail(exc if isinstance(exc, NimbusError) else EngineError(str(exc)))
 
     def _admit(self) -> None:
         while True:
             with self._cond:
                 free = [s for s in self._slots if s.run is None]
-                if not free or not self._queue:
+                # A job with n choices waits for n free slots (first come, first served).
+                if not self._queue or len(free) < self._queue[0].request.n:
                     return
                 job = self._queue.popleft()
-                self._active += 1
+                self._active += job.request.n
             if job.stream.cancelled:
                 self._end_unstarted(job, "cancelled")
                 continue
@@ -240,10 +310,7 @@ class BatchScheduler:
                 shared = min(common_prefix(other.cached, tokens), limit)
                 if shared > best:
                     donor, best = other, shared
-        try:
-            sampler = Sampler(self._model, job.request.sampling, job.request.grammar)
-        except ValueError as exc:
-            raise InvalidParameterError(str(exc), param="response_format") from exc
+        samplers = self._samplers(job.request)
         if donor is not slot and best - own >= _MIN_COPY_GAIN:
             self._ctx.seq_rm(slot.seq)
             self._ctx.seq_cp(donor.seq, slot.seq, 0, best)
@@ -257,19 +324,62 @@ class BatchScheduler:
             self._cells.keep(slot.seq, 0, 0)
             slot.cached = []
         self._admitted += 1
-        run = _Run(
-            job,
-            sampler,
-            reused=len(slot.cached),
-            stops=StopMatcher(job.request.stop),
-            order=self._admitted,
-        )
+        n = job.request.n
+        group = _Group(job, [None] * n, n, reused=len(slot.cached))
+        run = self._run(job, group, samplers[0], 0, reused=len(slot.cached))
         slot.run = run
         job.stream.mark_started()
+        # The other choices take the least recently used free slots and wait for the prompt.
+        rest = sorted((s for s in free if s is not slot), key=lambda s: s.last_used)
+        for index, follower in enumerate(rest[: n - 1], start=1):
+            self._ctx.seq_rm(follower.seq)
+            self._cells.clear(follower.seq)
+            follower.cached = []
+            follower.run = self._run(job, group, samplers[index], index, reused=0)
+            follower.run.waiting = True
+            run.followers.append(follower)
         with self._cond:
             self._prompt_tokens += len(tokens)
             self._reused_tokens += run.reused
             self._reuse_hits += int(run.reused > 0)
+
+    def _samplers(self, request: GenerationRequest) -> list[Sampler]:
+        """One chain per choice; choice i of a seeded request draws with seed + i."""
+        samplers: list[Sampler] = []
+        try:
+            for index in range(request.n):
+                sampling = request.sampling
+                if index and sampling.seed is not None:
+                    seed = (sampling.seed + index) % 0xFFFFFFFF
+                    sampling = dataclasses.replace(sampling, seed=seed)
+                samplers.append(
+                    Sampler(
+                        self._model,
+                        sampling,
+                        request.grammar,
+                        grammar_triggers=request.grammar_triggers,
+                        logit_bias=request.logit_bias,
+                    )
+                )
+        except ValueError as exc:
+            for sampler in samplers:
+                sampler.close()
+            raise InvalidParameterError(str(exc), param="response_format") from exc
+        return samplers
+
+    def _run(self, job: Job, group: _Group, sampler: Sampler, index: int, *, reused: int) -> _Run:
+        wants = job.request.logprobs is not None
+        return _Run(
+            job,
+            sampler,
+            reused=reused,
+            group=group,
+            index=index,
+            plain=job.request.n == 1 and not wants,
+            logprobs=[] if wants else None,
+            stops=StopMatcher(job.request.stop),
+            order=self._admitted,
+        )
 
     def _retire_cancelled(self) -> None:
         now = time.monotonic()
@@ -300,7 +410,11 @@ class BatchScheduler:
             # One newcomer's prompt per step, oldest first. Mixing several prompts in one batch
             # changes llama.cpp's float rounding for them (measured: greedy output then differs
             # from a solo run); one prompt chunk next to single-token rows does not.
-            newcomers = [s for s in self._slots if s.run is not None and s.run.pending is None]
+            newcomers = [
+                s
+                for s in self._slots
+                if s.run is not None and s.run.pending is None and not s.run.waiting
+            ]
             if newcomers:
                 slot = min(newcomers, key=lambda s: s.run.order if s.run else 0)
                 assert slot.run is not None
@@ -331,8 +445,29 @@ class BatchScheduler:
             if slot.run is not None:
                 slot.run.pending = None
         for slot, _, row in plan:
-            if row is not None and slot.run is not None:
-                self._on_token(slot, slot.run.sampler.sample(ctx, row))
+            run = slot.run
+            if row is None or run is None:
+                continue
+            if run.logprobs is None and not run.followers:  # the common case: as cheap as ever
+                self._on_token(slot, run.sampler.sample(ctx, row))
+                continue
+            followers, run.followers = run.followers, []
+            self._on_token(slot, *self._sample(run, row))
+            for follower in followers:  # the prompt is in: the other choices start here
+                other = follower.run
+                if other is None or other.group is not run.group:
+                    continue
+                self._ctx.seq_cp(slot.seq, follower.seq, 0, len(run.job.tokens))
+                self._cells.copy(slot.seq, follower.seq, len(run.job.tokens), len(slot.cached))
+                follower.cached = list(run.job.tokens)
+                other.waiting = False
+                self._on_token(follower, *self._sample(other, row))
+
+    def _sample(self, run: _Run, row: int) -> tuple[int, Scored | None]:
+        if run.logprobs is None:
+            return run.sampler.sample(self._ctx, row), None
+        scored = run.sampler.sample_scored(self._ctx, row, run.job.request.logprobs or 0)
+        return scored[0], scored
 
     def _make_room(self) -> bool:
         """The KV cache is full: drop idle cached prefixes (LRU), else cut the longest run."""
@@ -354,7 +489,7 @@ class BatchScheduler:
         victim.cached = []
         return True
 
-    def _on_token(self, slot: _Slot, token: int) -> None:
+    def _on_token(self, slot: _Slot, token: int, scored: Scored | None = None) -> None:
         run = slot.run
         assert run is not None
         job = run.job
@@ -365,9 +500,18 @@ class BatchScheduler:
             self._finish(slot, "stop")
             return
         run.count += 1
-        text, hit = run.stops.push(run.decoder.decode(self._model.piece(token)))
+        piece = self._model.piece(token)
+        text, hit = run.stops.push(run.decoder.decode(piece))
         run.pieces.append(text)
-        job.stream.emit(text)
+        if run.plain:
+            job.stream.emit(text)
+        else:
+            entries = None
+            if scored is not None and run.logprobs is not None:
+                top = tuple((self._model.piece(t), lp) for t, lp in scored[2])
+                entries = [TokenLogprob(piece, scored[1], top)]
+                run.logprobs += entries
+            job.stream.emit_delta(Delta(run.index, text, entries))
         if hit:
             self._finish(slot, "stop", stop_hit=True)
         elif run.count >= job.max_new or (
@@ -381,24 +525,36 @@ class BatchScheduler:
         run = slot.run
         assert run is not None
         if not stop_hit:
-            tail = run.stops.push(run.decoder.decode(b"", final=True))[0] + run.stops.flush()
+            # Bytes of a character the last token left incomplete (a length cut inside it) are
+            # dropped: the text never ends in U+FFFD.
+            run.decoder.reset()
+            tail = run.stops.flush()
             run.pieces.append(tail)
-            run.job.stream.emit(tail)
+            if run.plain:
+                run.job.stream.emit(tail)
+            else:
+                run.job.stream.emit_delta(Delta(run.index, tail))
         run.sampler.close()
         slot.run = None
         slot.last_used = time.monotonic()
-        completion = Completion(
-            "".join(run.pieces), reason, len(run.job.tokens), run.count, cached_tokens=run.reused
-        )
         with self._cond:
             self._active -= 1
-        run.job.stream.finish(completion)
+        group = run.group
+        group.choices[run.index] = ChoiceResult(
+            run.index, "".join(run.pieces), reason, run.count, run.logprobs
+        )
+        group.left -= 1
+        for follower in run.followers:  # ended before its prompt was in: they end with it
+            if follower.run is not None and follower.run.group is group:
+                self._finish(follower, reason)
+        if group.left == 0:
+            run.job.stream.finish(_completion(group))
 
     def _end_unstarted(
         self, job: Job, reason: FinishReason | None, error: NimbusError | None = None
     ) -> None:
         with self._cond:
-            self._active -= 1
+            self._active -= job.request.n
         if error is not None:
             job.stream.fail(error)
         else:
@@ -433,6 +589,24 @@ class BatchScheduler:
         with self._cond:
             pending = list(self._queue)
             self._queue.clear()
+            tasks = list(self._tasks)
+            self._tasks.clear()
             self._active = 0
         for job in pending:
             job.stream.fail(error)
+        for task in tasks:
+            task.fail(error)
+
+
+def _completion(group: _Group) -> Completion:
+    choices = [c for c in group.choices if c is not None]
+    first = choices[0]
+    return Completion(
+        first.text,
+        first.finish_reason,
+        len(group.job.tokens),
+        sum(c.completion_tokens for c in choices),
+        cached_tokens=group.reused,
+        logprobs=first.logprobs,
+        choices=choices if len(choices) > 1 else [],
+    )

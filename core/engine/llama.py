@@ -7,17 +7,21 @@ finds both full is refused at once (503 + Retry-After)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from core.engine.chat import ChatTemplate
 from core.engine.stream import GenerationStream
 from core.engine.templates import load_chat_template
 from core.engine.types import (
     ChatMessage,
+    Embeddings,
     EngineState,
     EngineStats,
     GenerationRequest,
@@ -25,6 +29,8 @@ from core.engine.types import (
 )
 from core.errors import (
     ContextOverflowError,
+    EngineError,
+    InvalidParameterError,
     ModelLoadError,
     ModelNotReadyError,
     NimbusError,
@@ -35,9 +41,11 @@ from core.sources.resolve import ProgressCallback
 
 if TYPE_CHECKING:
     from core.engine.batched import BatchScheduler, SchedulerStats
+    from core.engine.embed import EmbeddingContext
     from core.engine.lowlevel import Context, Model
 
 log = logging.getLogger("nimbus.engine")
+T = TypeVar("T")
 
 
 class LlamaEngine:
@@ -55,6 +63,11 @@ class LlamaEngine:
         self._model_path: Path | None = None
         self._model_id = settings.model_alias or _alias_for(settings.model)
         self._load_seconds: float | None = None
+        emb = settings.embeddings
+        self._embedding_id = emb.model_alias or (_alias_for(emb.model) if emb.model else None)
+        self._embedder: EmbeddingContext | None = None
+        self._embed_model: Model | None = None  # a separate embedding model, once loaded
+        self._embed_lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------------------
     def resolve(self) -> Path:
@@ -83,6 +96,7 @@ class LlamaEngine:
                 bos_token=self._token_text(model.bos),
                 eos_token=self._token_text(model.eos),
                 model=f"model {self._settings.model!r}",
+                control_tokens=model.control_tokens,
             )
         except NimbusError as exc:
             self._state, self._detail = "failed", exc.message
@@ -142,6 +156,10 @@ class LlamaEngine:
             for job in self._scheduler.close():
                 job.stream.fail(ModelNotReadyError("server is shutting down"))
             if self._scheduler.stopped:  # nothing touches llama.cpp any more: free it now
+                if self._embedder is not None:
+                    self._embedder.close()
+                if self._embed_model is not None:
+                    self._embed_model.close()
                 if self._ctx is not None:
                     self._ctx.close()
                 if self._model is not None:
@@ -195,11 +213,36 @@ class LlamaEngine:
         """Counters of the batching scheduler (prompt tokens seen/reused, decode steps)."""
         return self._scheduler.stats() if self._scheduler is not None else None
 
-    # -- prompts ----------------------------------------------------------------------------
-    def render_chat(self, messages: Sequence[ChatMessage]) -> tuple[PromptSegment, ...]:
+    @property
+    def n_vocab(self) -> int:
+        self._require_ready()
+        assert self._model is not None
+        return self._model.n_vocab
+
+    @property
+    def embedding_model_id(self) -> str:
+        """The id /v1/embeddings answers with: the served model's unless a separate one is set."""
+        return self._embedding_id or self._model_id
+
+    @property
+    def tool_call_tag(self) -> str | None:
+        """The tag that opens a tool call in the format the model is prompted with, when that
+        format is the generic one (core.engine.toolprompt); None for other native formats."""
         self._require_ready()
         assert self._template is not None
-        return self._template.render(messages)
+        if self._template.knows_tools:
+            return self._template.tool_call_tag
+        from core.engine.toolprompt import TOOL_CALL_OPEN
+
+        return TOOL_CALL_OPEN
+
+    # -- prompts ----------------------------------------------------------------------------
+    def render_chat(
+        self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None = None
+    ) -> tuple[PromptSegment, ...]:
+        self._require_ready()
+        assert self._template is not None
+        return self._template.render(messages, tools)
 
     def tokenize(self, prompt: Sequence[PromptSegment], *, add_bos: bool = True) -> list[int]:
         self._require_ready()
@@ -216,10 +259,30 @@ class LlamaEngine:
     def count_tokens(self, prompt: Sequence[PromptSegment]) -> int:
         return len(self.tokenize(prompt))
 
+    def token_piece(self, token: int) -> bytes:
+        """A token's bytes, control tokens as their text (as llama-server's /detokenize)."""
+        self._require_ready()
+        assert self._model is not None
+        if not 0 <= token < self._model.n_vocab:
+            raise InvalidParameterError(
+                f"token {token} is not in the vocabulary (0..{self._model.n_vocab - 1})",
+                param="tokens",
+            )
+        return self._model.piece(token, special=True)
+
     # -- requests ---------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> GenerationStream:
         self._require_ready()
-        tokens = self.tokenize(request.prompt, add_bos=request.add_bos)
+        if request.tokens is not None:
+            tokens = list(request.tokens)
+            n_vocab = self.n_vocab
+            bad = next((t for t in tokens if not 0 <= t < n_vocab), None)
+            if bad is not None:
+                raise InvalidParameterError(
+                    f"token {bad} is not in the vocabulary (0..{n_vocab - 1})", param="prompt"
+                )
+        else:
+            tokens = self.tokenize(request.prompt, add_bos=request.add_bos)
         room = self.n_ctx - len(tokens)
         if not tokens:
             raise ContextOverflowError("the prompt is empty after tokenization", param="prompt")
@@ -228,12 +291,111 @@ class LlamaEngine:
                 f"the prompt is {len(tokens)} tokens; this model's context window is {self.n_ctx}",
                 param="messages",
             )
+        slots = self._settings.engine.slots
+        if request.n > slots:
+            # The choices decode side by side, one slot each.
+            raise InvalidParameterError(
+                f"n must be at most {slots} (the engine's slots)", param="n"
+            )
         from core.engine.batched import Job
 
         stream = GenerationStream(prompt_tokens=len(tokens), loop=asyncio.get_running_loop())
         assert self._scheduler is not None
         self._scheduler.submit(Job(request, tokens, min(request.max_tokens, room), stream))
         return stream
+
+    # -- embeddings ---------------------------------------------------------------------------
+    async def embed(self, inputs: Sequence[str | Sequence[int]]) -> Embeddings:
+        """Pooled unit vectors, one per input (text, or token ids of the embedding model).
+        Errors name the input as ``input.<i>``."""
+        self._require_ready()
+        ctx = self._embedder
+        if ctx is None:
+            ctx = await asyncio.to_thread(self._open_embedder)
+        model = ctx.model
+        token_lists: list[list[int]] = []
+        for i, item in enumerate(inputs):
+            if isinstance(item, str):
+                ids = model.tokenize(item.encode("utf-8", "replace"), add_bos=True, special=False)
+            else:
+                ids = list(item)
+                bad = next((t for t in ids if not 0 <= t < model.n_vocab), None)
+                if bad is not None:
+                    raise InvalidParameterError(
+                        f"token {bad} is not in the vocabulary (0..{model.n_vocab - 1})",
+                        param=f"input.{i}",
+                    )
+            if not ids:
+                raise InvalidParameterError("the input is empty", param=f"input.{i}")
+            if len(ids) > ctx.n_ctx:
+                raise ContextOverflowError(
+                    f"input {i} is {len(ids)} tokens; the embedding context holds {ctx.n_ctx}",
+                    param=f"input.{i}",
+                )
+            token_lists.append(ids)
+        from core.engine.embed import batches
+
+        # Repeated inputs are evaluated once: the same vector for each, and less work. (Where an
+        # input sits in a batch can change the last bits of its vector, as in llama-server.)
+        unique = list(dict.fromkeys(tuple(t) for t in token_lists))
+        groups = batches([len(t) for t in unique], n_ctx=ctx.n_ctx, n_seq=ctx.n_seq)
+        results = await asyncio.gather(
+            *(
+                self._on_engine_thread(functools.partial(ctx.embed, [unique[i] for i in g]))
+                for g in groups
+            )
+        )
+        by_tokens = dict(zip(unique, (v for r in results for v in r), strict=True))
+        return Embeddings(
+            vectors=[by_tokens[tuple(t)] for t in token_lists],
+            prompt_tokens=sum(len(t) for t in token_lists),
+            model=self.embedding_model_id,
+            dimensions=ctx.n_embd,
+            pooling=ctx.pooling,
+        )
+
+    def _open_embedder(self) -> EmbeddingContext:
+        """Create the embedding context (loading a separate model first when one is set); runs
+        on a worker thread: loading decodes nothing, so it needs no engine thread."""
+        from core.engine.embed import EmbedConfig, EmbeddingContext
+        from core.engine.lowlevel import Model, load_quietly
+
+        with self._embed_lock:
+            if self._embedder is not None:
+                return self._embedder
+            emb, eng = self._settings.embeddings, self._settings.engine
+            model = self._model
+            assert model is not None
+            try:
+                if emb.model is not None and self._embed_model is None:
+                    path = resolve_model(emb.model, self._settings.source)
+                    self._embed_model = load_quietly(
+                        lambda: Model(
+                            str(path), n_gpu_layers=eng.n_gpu_layers, use_mmap=eng.use_mmap
+                        )
+                    )
+                    if emb.model_alias is None:
+                        self._embedding_id = _alias_for(emb.model, path)
+                if self._embed_model is not None:
+                    model = self._embed_model
+                config = EmbedConfig(
+                    n_ctx=emb.n_ctx, n_seq=emb.n_seq, n_threads=eng.n_threads, pooling=emb.pooling
+                )
+                chosen = model
+                self._embedder = load_quietly(lambda: EmbeddingContext(chosen, config))
+            except NimbusError:
+                raise
+            except Exception as exc:
+                name = emb.model or self._settings.model
+                raise ModelLoadError(f"embedding model {name!r}: {exc}") from exc
+            log.info("embedding context ready (%s pooling)", self._embedder.pooling)
+            return self._embedder
+
+    async def _on_engine_thread(self, fn: Callable[[], T]) -> T:
+        assert self._scheduler is not None
+        call = _ThreadCall(fn, asyncio.get_running_loop())
+        self._scheduler.call(call)
+        return await call.future
 
     def _require_ready(self) -> None:
         if self._state != "ready":
@@ -258,3 +420,35 @@ def _alias_for(spec: str, path: Path | None = None) -> str:
     remote = spec.startswith("s3://")
     name = path.name if path is not None and not remote else spec.rstrip("/").rsplit("/", 1)[-1]
     return name.removesuffix(".gguf") or spec
+
+
+class _ThreadCall(Generic[T]):
+    """An EngineTask whose result (or error) lands in an asyncio future of the caller's loop."""
+
+    def __init__(self, fn: Callable[[], T], loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future: asyncio.Future[T] = loop.create_future()
+
+    def run(self) -> None:
+        try:
+            result = self.fn()
+        except NimbusError as exc:
+            self.fail(exc)
+            return
+        except Exception as exc:
+            self.fail(EngineError(f"embedding failed: {exc}"))
+            return
+        self._settle(lambda: self.future.set_result(result))
+
+    def fail(self, error: NimbusError) -> None:
+        self._settle(lambda: self.future.set_exception(error))
+
+    def _settle(self, set_it: Callable[[], None]) -> None:
+        def settle() -> None:
+            if not self.future.done():
+                set_it()
+
+        # RuntimeError: the caller's loop is gone, nobody waits for the answer.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(settle)

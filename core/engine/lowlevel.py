@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -121,6 +122,7 @@ class Model:
         # and under load the HTTP thread can hold it for a while each time (a convoy per token).
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
+        self._control: tuple[str, ...] | None = None
 
     def metadata(self) -> dict[str, str]:
         return dict(self._impl.metadata())
@@ -150,6 +152,17 @@ class Model:
         if eog is None:
             eog = self._eog[token] = bool(C.llama_vocab_is_eog(self.vocab, token))
         return eog
+
+    def control_tokens(self) -> tuple[str, ...]:
+        """The text of every control token (``<|im_end|>`` ...); read once, when first asked
+        (one call per vocabulary entry: not at load, where it would add to the cold start)."""
+        if self._control is None:
+            self._control = tuple(
+                self._piece_of(t, special=True).decode("utf-8", "replace")
+                for t in range(self.n_vocab)
+                if C.llama_vocab_get_attr(self.vocab, t) & C.LLAMA_TOKEN_ATTR_CONTROL
+            )
+        return self._control
 
     @property
     def bos(self) -> int:
@@ -241,22 +254,51 @@ class Context:
             self.ptr = None
 
 
-class Sampler:
-    """A per-request llama.cpp sampler chain (penalties, grammar, top-k/p, min-p, temp, dist)."""
+# Candidate arrays as llama.cpp lays them out (llama_token_data: id, logit, p).
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
-    def __init__(self, model: Model, params: SamplingParams, grammar: str | None) -> None:
+# (token id, log-probability) of the sampled token, and of the most likely ones.
+Scored = tuple[int, float, list[tuple[int, float]]]
+
+
+class Sampler:
+    """A per-request llama.cpp sampler chain: logit bias, penalties and grammar first (they
+    *process* the logits), then top-k/p, min-p, temperature and the draw (they *select*)."""
+
+    def __init__(
+        self,
+        model: Model,
+        params: SamplingParams,
+        grammar: str | None,
+        *,
+        grammar_triggers: Sequence[str] = (),
+        logit_bias: Sequence[tuple[int, float]] = (),
+    ) -> None:
         penalties = (params.repeat_penalty, params.frequency_penalty, params.presence_penalty)
         # Plain greedy needs no chain: an argmax over the row's logits is the same token (the
         # first of equal maxima, as llama.cpp's greedy sampler picks) for ~10 us instead of
         # ~100 us spent copying the whole vocabulary into a candidate array every token.
         self.n_vocab = model.n_vocab
-        self.greedy_only = params.temperature <= 0 and grammar is None and penalties == (1, 0, 0)
+        self.greedy_only = (
+            params.temperature <= 0
+            and grammar is None
+            and penalties == (1, 0, 0)
+            and not logit_bias
+        )
         self.ptr: Any = None
+        self.n_process = 0  # samplers at the head of the chain that process (not select)
+        self._candidates: Any = None
         if self.greedy_only:
             return
         chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
         self.ptr = chain
         add = C.llama_sampler_chain_add
+        if logit_bias:
+            biases = (C.llama_logit_bias * len(logit_bias))(
+                *(C.llama_logit_bias(token, bias) for token, bias in logit_bias)
+            )
+            add(chain, C.llama_sampler_init_logit_bias(model.n_vocab, len(logit_bias), biases))
+            self.n_process += 1
         if penalties != (1.0, 0.0, 0.0):
             add(
                 chain,
@@ -268,12 +310,14 @@ class Sampler:
                     params.presence_penalty,
                 ),
             )
+            self.n_process += 1
         if grammar is not None:
-            g = C.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+            g = self._grammar(model, grammar, grammar_triggers)
             if g is None:
                 self.close()
                 raise ValueError("llama.cpp could not parse the grammar")
             add(chain, g)
+            self.n_process += 1
         if params.temperature <= 0:
             add(chain, C.llama_sampler_init_greedy())
         else:
@@ -284,6 +328,15 @@ class Sampler:
             seed = params.seed if params.seed is not None else DEFAULT_SEED
             add(chain, C.llama_sampler_init_dist(seed & 0xFFFFFFFF))
 
+    @staticmethod
+    def _grammar(model: Model, grammar: str, triggers: Sequence[str]) -> Any:
+        if not triggers:
+            return C.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+        patterns = (ctypes.c_char_p * len(triggers))(*(t.encode() for t in triggers))
+        return C.llama_sampler_init_grammar_lazy_patterns(
+            model.vocab, grammar.encode(), b"root", patterns, len(triggers), None, 0
+        )
+
     def sample(self, ctx: Context, row: int) -> int:
         """Sample from the logits of batch row ``row`` (and accept the token into the chain)."""
         if self.greedy_only:
@@ -291,10 +344,67 @@ class Sampler:
             return int(np.ctypeslib.as_array(logits, shape=(self.n_vocab,)).argmax())
         return int(C.llama_sampler_sample(self.ptr, ctx.ptr, row))
 
+    def sample_scored(self, ctx: Context, row: int, top: int) -> Scored:
+        """``sample`` that also returns log-probabilities: the log-softmax of the logits after
+        the processing samplers (bias, penalties, grammar), before the selecting ones. The
+        token drawn is the one ``sample`` draws: this is what ``llama_sampler_sample`` does
+        (candidates from the row's logits, apply the chain, accept), split in two."""
+        raw = np.ctypeslib.as_array(C.llama_get_logits_ith(ctx.ptr, row), shape=(self.n_vocab,))
+        if self.greedy_only:
+            return _scored(int(raw.argmax()), raw, None, top)
+        if self._candidates is None:
+            self._candidates = np.zeros(self.n_vocab, dtype=_TOKEN_DATA)
+        cand = self._candidates
+        cand["id"] = np.arange(self.n_vocab, dtype=np.int32)
+        cand["logit"] = raw
+        cand["p"] = 0.0
+        arr = C.llama_token_data_array(
+            cand.ctypes.data_as(C.llama_token_data_p), self.n_vocab, -1, False
+        )
+        ref = ctypes.byref(arr)
+        n = C.llama_sampler_chain_n(self.ptr)
+        for i in range(self.n_process):
+            C.llama_sampler_apply(C.llama_sampler_chain_get(self.ptr, i), ref)
+        processed = _view(arr)
+        # Copied: the selecting samplers sort and cut the array.
+        logits, ids = processed["logit"].copy(), processed["id"].copy()
+        for i in range(self.n_process, n):
+            C.llama_sampler_apply(C.llama_sampler_chain_get(self.ptr, i), ref)
+        token = int(_view(arr)["id"][arr.selected])
+        C.llama_sampler_accept(self.ptr, token)
+        return _scored(token, logits, ids, top)
+
     def close(self) -> None:
         if self.ptr is not None:
             C.llama_sampler_free(self.ptr)
             self.ptr = None
+
+
+def _view(arr: Any) -> Any:
+    """The candidates a llama_token_data_array points at, as a numpy structured array."""
+    address = ctypes.cast(arr.data, ctypes.c_void_p).value
+    buffer = (ctypes.c_char * (arr.size * _TOKEN_DATA.itemsize)).from_address(address)
+    return np.frombuffer(buffer, dtype=_TOKEN_DATA, count=arr.size)
+
+
+def _scored(token: int, logits: Any, ids: Any, top: int) -> Scored:
+    """Log-softmax values (token ``ids[i]`` at ``i``; ids None = in id order) of the token
+    and of the ``top`` most likely ones: one pass over the vocabulary for the normaliser, the
+    rest only for the tokens reported."""
+    peak = float(logits.max())
+    total = float(np.exp(logits - np.float32(peak)).sum(dtype=np.float64))
+    norm = peak + math.log(total)
+    if ids is None or (token < len(ids) and ids[token] == token):
+        index = token  # the processing samplers keep the candidates in id order
+    else:
+        index = int(np.flatnonzero(ids == token)[0])
+    best: list[tuple[int, float]] = []
+    k = min(top, int(np.count_nonzero(logits > -np.inf)))
+    if k > 0:
+        part = np.argpartition(logits, -k)[-k:]
+        part = part[np.argsort(-logits[part], kind="stable")]
+        best = [(int(i if ids is None else ids[i]), float(logits[i]) - norm) for i in part]
+    return token, float(logits[index]) - norm, best
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

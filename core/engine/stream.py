@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
-from core.engine.types import Completion
+from core.engine.types import Completion, Delta
 from core.errors import EngineError, NimbusError
 
 
@@ -26,7 +26,8 @@ DoneCallback = Callable[[Completion], None]
 
 class GenerationStream:
     """One request's output. The producer (engine thread) calls ``emit``/``finish``/``fail``;
-    the consumer iterates text deltas with ``async for`` and reads ``result`` afterwards.
+    the consumer iterates text deltas with ``async for`` (choice 0's text) or ``deltas()``
+    (every choice, with log-probabilities) and reads ``result`` afterwards.
     ``cancel()`` (e.g. on client disconnect) makes the producer stop at its next token."""
 
     def __init__(self, prompt_tokens: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -36,7 +37,7 @@ class GenerationStream:
         self.first_token_at: float | None = None
         self.result: Completion | None = None
         self._loop = loop or asyncio.get_running_loop()
-        self._queue: asyncio.Queue[str | _End | BaseException] = asyncio.Queue()
+        self._queue: asyncio.Queue[str | Delta | _End | BaseException] = asyncio.Queue()
         self._cancelled = threading.Event()
         self._done = False
         self._on_done: list[DoneCallback] = []
@@ -56,6 +57,15 @@ class GenerationStream:
             self.first_token_at = time.monotonic()
         self._put(text)
 
+    def emit_delta(self, delta: Delta) -> None:
+        """A choice's text with its tokens' log-probabilities (sent even when the text is
+        empty: the bytes of a character split across tokens are held back)."""
+        if not delta.text and not delta.logprobs:
+            return
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+        self._put(delta)
+
     def finish(self, completion: Completion) -> None:
         now = time.monotonic()
         completion.total_s = now - self.submitted_at
@@ -73,7 +83,7 @@ class GenerationStream:
     def fail(self, error: BaseException) -> None:
         self._put(error)
 
-    def _put(self, item: str | _End | BaseException) -> None:
+    def _put(self, item: str | Delta | _End | BaseException) -> None:
         self._call(self._queue.put_nowait, item)
 
     def _call(self, fn: Callable[..., None], *args: object) -> None:
@@ -102,17 +112,37 @@ class GenerationStream:
                 log.exception("completion callback failed")
 
     async def __aiter__(self) -> AsyncIterator[str]:
+        """Choice 0's text deltas (for requests with n = 1). Its own loop rather than a filter
+        over ``deltas()``: one generator hop less on every token of every ordinary request."""
         while not self._done:
-            item = await self._queue.get()
-            if isinstance(item, _End):
-                self._done = True
-                return
-            if isinstance(item, BaseException):
-                self._done = True
-                if isinstance(item, NimbusError):
-                    raise item
-                raise EngineError(f"generation failed: {item}") from item
-            yield item
+            raw = await self._queue.get()
+            if isinstance(raw, str):
+                yield raw
+                continue
+            item = self._settle(raw)
+            if item is not None and not isinstance(item, str) and item.index == 0 and item.text:
+                yield item.text
+
+    async def deltas(self) -> AsyncIterator[Delta]:
+        """Every choice's deltas, in the order they were generated."""
+        while not self._done:
+            item = self._settle(await self._queue.get())
+            if isinstance(item, str):
+                yield Delta(0, item)
+            elif item is not None:
+                yield item
+
+    def _settle(self, item: str | Delta | _End | BaseException) -> str | Delta | None:
+        """The item to hand out; None at the end (raises the producer's error)."""
+        if isinstance(item, _End):
+            self._done = True  # the observers already ran, when the producer finished
+            return None
+        if isinstance(item, BaseException):
+            self._done = True
+            if isinstance(item, NimbusError):
+                raise item
+            raise EngineError(f"generation failed: {item}") from item
+        return item
 
     async def collect(self) -> Completion:
         """Drain the stream; the returned Completion carries the whole text."""

@@ -111,10 +111,20 @@ class OutputFilter:
     def stream(self) -> StreamRedactor:
         return StreamRedactor(self)
 
-    def scan(self, buf: str, pos: int, *, final: bool) -> tuple[str, int, int]:
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) of every stretch of ``text`` that ``filter`` replaces."""
+        found: list[tuple[int, int]] = []
+        if self.enabled and text:
+            self.scan(text, 0, final=True, spans=found)
+        return found
+
+    def scan(
+        self, buf: str, pos: int, *, final: bool, spans: list[tuple[int, int]] | None = None
+    ) -> tuple[str, int, int]:
         """Redact ``buf[pos:]`` (``buf[:pos]`` is context for lookbehinds). Returns the output,
         the number of redactions and how far the input was consumed; when not ``final``, the
-        rest (a possible match that more input could change) is left for the next call."""
+        rest (a possible match that more input could change) is left for the next call.
+        ``spans`` (optional) receives the (start, end) in ``buf`` of each replaced stretch."""
         out: list[str] = []
         count = 0
         cursor = pos
@@ -143,6 +153,8 @@ class OutputFilter:
             else:
                 out += [text[: span[0]], self.replacement, text[span[1] :]]
                 count += 1
+                if spans is not None:
+                    spans.append((start + span[0], start + span[1]))
             cursor = best.end()
         out.append(buf[cursor:end])
         return "".join(out), count, end
@@ -156,7 +168,14 @@ class StreamRedactor:
         self._filter = owner
         self._context = ""  # already-sent input, for lookbehinds
         self._pending = ""
+        self._base = 0  # offset in the whole input of self._context's start
         self.redactions = 0
+        self.spans: list[tuple[int, int]] = []  # replaced stretches, as offsets in the input
+
+    @property
+    def held(self) -> int:
+        """Characters fed but not yet decided (and so not yet returned)."""
+        return len(self._pending)
 
     def feed(self, text: str) -> str:
         if not self._filter.enabled:
@@ -171,9 +190,13 @@ class StreamRedactor:
     def _run(self, pending: str, *, final: bool) -> str:
         buf = self._context + pending
         pos = len(self._context)
-        out, count, consumed = self._filter.scan(buf, pos, final=final)
+        found: list[tuple[int, int]] = []
+        out, count, consumed = self._filter.scan(buf, pos, final=final, spans=found)
         self.redactions += count
-        self._context = buf[max(0, consumed - LOOKAROUND) : consumed]
+        self.spans += [(self._base + a, self._base + b) for a, b in found]
+        kept_from = max(0, consumed - LOOKAROUND)
+        self._base += kept_from
+        self._context = buf[kept_from:consumed]
         self._pending = buf[consumed:]
         return out
 

@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from core.engine.stream import GenerationStream
 from core.engine.types import (
     ChatMessage,
+    ChoiceResult,
     Completion,
+    Delta,
+    Embeddings,
     EngineState,
     EngineStats,
     GenerationRequest,
     PromptSegment,
+    TokenLogprob,
 )
-from core.errors import ContextOverflowError, EngineOverloadedError, ModelNotReadyError
+from core.errors import (
+    ContextOverflowError,
+    EngineOverloadedError,
+    InvalidParameterError,
+    ModelNotReadyError,
+)
 
 
 class FakeEngine:
-    """Echoes a fixed script word by word; one 'token' per word. Records requests."""
+    """Echoes a fixed script word by word; one 'token' per word (each choice the same, with
+    log-probability -0.5 and the alternative ' x' at -1.5). Records requests and the tools the
+    chat template was given. Token ids are the characters' code points."""
 
     def __init__(
         self,
@@ -38,8 +51,12 @@ class FakeEngine:
         self.requests: list[GenerationRequest] = []
         self.active = 0
         self.closed = False
+        self.tools: list[Any] = []
+        self.tool_call_tag: str | None = "<tool_call>"
 
     model_id = "fake-model"
+    embedding_model_id = "fake-model"
+    n_vocab = 0x110000
 
     @property
     def state(self) -> EngineState:
@@ -59,7 +76,29 @@ class FakeEngine:
     def count_tokens(self, prompt: Sequence[PromptSegment]) -> int:
         return sum(len(s.text.split()) for s in prompt)
 
-    def render_chat(self, messages: Sequence[ChatMessage]) -> tuple[PromptSegment, ...]:
+    def tokenize(self, prompt: Sequence[PromptSegment], *, add_bos: bool = True) -> list[int]:
+        return [ord(ch) for s in prompt for ch in s.text]
+
+    def token_piece(self, token: int) -> bytes:
+        if not 0 <= token < self.n_vocab:
+            raise InvalidParameterError(f"token {token} is not in the vocabulary", param="tokens")
+        return chr(token).encode("utf-8", "surrogatepass")
+
+    async def embed(self, inputs: Sequence[str | Sequence[int]]) -> Embeddings:
+        """A 4-dimensional vector per input from its characters (not a model: for shapes)."""
+        vectors = []
+        for item in inputs:
+            codes = [ord(c) for c in item] if isinstance(item, str) else list(item)
+            v = [float(len(codes)), float(sum(codes) % 97), 1.0, 0.5]
+            norm = sum(x * x for x in v) ** 0.5
+            vectors.append(struct.pack("<4f", *(x / norm for x in v)))
+        tokens = sum(len(i) for i in inputs)
+        return Embeddings(vectors, tokens, self.embedding_model_id, 4, "mean")
+
+    def render_chat(
+        self, messages: Sequence[ChatMessage], tools: Sequence[Any] | None = None
+    ) -> tuple[PromptSegment, ...]:
+        self.tools.append(tools)
         out: list[PromptSegment] = []
         for m in messages:
             out += [PromptSegment(f"<{m.role}>", True), PromptSegment(m.content, False)]
@@ -83,21 +122,48 @@ class FakeEngine:
     def _produce(self, request: GenerationRequest, stream: GenerationStream, n_prompt: int) -> None:
         self.active += 1
         stream.mark_started()  # the fake has a slot for everyone
+        plain = request.n == 1 and request.logprobs is None
         try:
-            text, count, finish = "", 0, "stop"
+            texts = [""] * request.n
+            counts = [0] * request.n
+            logs: list[list[TokenLogprob]] = [[] for _ in range(request.n)]
+            finish = "stop"
             for word in self.words:
                 if stream.cancelled:
                     finish = "cancelled"
                     break
-                if count >= request.max_tokens:
+                if counts[0] >= request.max_tokens:
                     finish = "length"
                     break
                 if self.delay_s:
                     time.sleep(self.delay_s)
-                stream.emit(word)
-                text += word
-                count += 1
-            stream.finish(Completion(text, finish, n_prompt, count))  # type: ignore[arg-type]
+                for i in range(request.n):
+                    texts[i] += word
+                    counts[i] += 1
+                    if plain:
+                        stream.emit(word)
+                        continue
+                    entry = None
+                    if request.logprobs is not None:
+                        top = ((word.encode(), -0.5), (b" x", -1.5))[: request.logprobs]
+                        entry = TokenLogprob(word.encode(), -0.5, top)
+                        logs[i].append(entry)
+                    stream.emit_delta(Delta(i, word, [entry] if entry else None))
+            lp = logs if request.logprobs is not None else [None] * request.n
+            choices = [
+                ChoiceResult(i, texts[i], finish, counts[i], lp[i])  # type: ignore[arg-type]
+                for i in range(request.n)
+            ]
+            stream.finish(
+                Completion(
+                    texts[0],
+                    finish,  # type: ignore[arg-type]
+                    n_prompt,
+                    sum(counts),
+                    logprobs=lp[0],
+                    choices=choices if request.n > 1 else [],
+                )
+            )
         finally:
             self.active -= 1
 

@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(request_
 _SECURITY = Depends(request_security)  # cached per request: the router-level one is reused
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 413, 422, 429, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 429, 503)
 }
 _STREAM: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {}}}}
 
@@ -69,7 +69,16 @@ async def completions(
     return to_response(result)
 
 
-@router.get("/models", response_model=ModelList, summary="The model this server serves")
+@router.get("/models", response_model=ModelList, summary="The models this server serves")
 async def models(request: Request) -> ModelList:
-    engine = service_of(request).engine
-    return ModelList(data=[ModelCard(id=engine.model_id, created=int(time.time()))])
+    return ModelList(data=service_of(request).model_cards(int(time.time())))
+
+
+@router.get(
+    "/models/{model}",
+    response_model=ModelCard,
+    responses={404: {"model": ErrorResponse}},
+    summary="One served model (404 model_not_found for any other name)",
+)
+async def model(model: str, request: Request) -> ModelCard:
+    return service_of(request).model_card(model, int(time.time()))

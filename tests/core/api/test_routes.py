@@ -158,7 +158,7 @@ async def test_chat_completion_shape(client: httpx.AsyncClient) -> None:
     resp = await client.post(
         "/v1/chat/completions",
         json={
-            "model": "anything",
+            "model": "fake-model",
             "messages": [{"role": "user", "content": "hi"}],
             "max_tokens": 2,
         },
@@ -190,9 +190,12 @@ async def test_chat_stream_chunks_and_usage(client: httpx.AsyncClient) -> None:
     assert chunks[-1]["usage"]["completion_tokens"] == 6
 
 
-async def test_chat_rejects_n_above_one_and_bad_roles(client: httpx.AsyncClient) -> None:
+async def test_chat_rejects_n_above_the_limit_and_bad_roles(client: httpx.AsyncClient) -> None:
     msgs = [{"role": "user", "content": "x"}]
-    assert_error(await client.post("/v1/chat/completions", json={"messages": msgs, "n": 2}), 400)
+    err = assert_error(
+        await client.post("/v1/chat/completions", json={"messages": msgs, "n": 5}), 400
+    )
+    assert err["param"] == "n" and "4" in err["message"]
     bad = [{"role": "wizard", "content": "x"}]
     assert_error(await client.post("/v1/chat/completions", json={"messages": bad}), 400)
     assert_error(await client.post("/v1/chat/completions", json={"messages": []}), 400)

@@ -79,3 +79,51 @@ def test_sampling_with_temperature_or_penalties_keeps_the_chain(
     grammar = Sampler(model, SamplingParams(temperature=0), 'root ::= "yes" | "no"')
     assert not grammar.greedy_only
     grammar.close()
+
+
+def test_scored_sampling_reports_the_log_softmax_after_processing(
+    loaded: tuple[object, object],
+) -> None:
+    import math
+
+    import llama_cpp as C
+    import numpy as np
+
+    from core.engine.lowlevel import Context, Model, Sampler
+
+    model, ctx = loaded
+    assert isinstance(model, Model) and isinstance(ctx, Context)
+    tokens = model.tokenize(b"The capital of France is", add_bos=True, special=True)
+    ctx.clear()
+    ctx.batch_clear()
+    row = 0
+    for pos, token in enumerate(tokens):
+        row = ctx.batch_add(token, pos, 0, pos == len(tokens) - 1)
+    assert ctx.decode() == 0
+    raw = np.ctypeslib.as_array(
+        C.llama_get_logits_ith(ctx.ptr, row), shape=(model.n_vocab,)
+    ).astype(np.float64)
+
+    def log_softmax(x: np.ndarray) -> np.ndarray:
+        return x - (x.max() + np.log(np.exp(x - x.max()).sum()))  # type: ignore[no-any-return]
+
+    greedy = Sampler(model, SamplingParams(temperature=0), None)
+    token, logprob, top = greedy.sample_scored(ctx, row, 5)
+    expected = log_softmax(raw)
+    assert token == int(raw.argmax())
+    assert math.isclose(logprob, expected[token], abs_tol=1e-4)
+    assert [t for t, _ in top] == [int(i) for i in np.argsort(-expected)[:5]]
+    # With a logit bias the values are those of the biased logits (what sampling sees), and
+    # a temperature does not change them.
+    runner_up = top[1][0]
+    biased = Sampler(
+        model, SamplingParams(temperature=1.5, seed=3), None, logit_bias=[(runner_up, 4.0)]
+    )
+    _, _, biased_top = biased.sample_scored(ctx, row, 3)
+    shifted = raw.copy()
+    shifted[runner_up] += 4.0
+    expected = log_softmax(shifted)
+    assert biased_top[0][0] == runner_up
+    assert all(math.isclose(v, expected[t], abs_tol=1e-4) for t, v in biased_top)
+    greedy.close()
+    biased.close()

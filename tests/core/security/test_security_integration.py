@@ -47,7 +47,7 @@ def secured() -> Iterator[LiveServer]:
 def test_openai_client_with_and_without_a_key(secured: LiveServer) -> None:
     good = openai.OpenAI(base_url=secured.base_url + "/v1", api_key=KEY_CHAT, max_retries=0)
     reply = good.chat.completions.create(
-        model="x", messages=[{"role": "user", "content": "Say hi."}], max_tokens=4
+        model="smollm2", messages=[{"role": "user", "content": "Say hi."}], max_tokens=4
     )
     assert reply.choices[0].message.content is not None
     bad = openai.OpenAI(base_url=secured.base_url + "/v1", api_key="wrong-key", max_retries=0)
@@ -62,7 +62,7 @@ def test_rate_limit_over_http(secured: LiveServer) -> None:
     for _ in range(4):
         client.models.list()
     with pytest.raises(openai.RateLimitError) as exc:
-        client.completions.create(model="x", prompt="1, 2,", max_tokens=2)
+        client.completions.create(model="smollm2", prompt="1, 2,", max_tokens=2)
     assert int(exc.value.response.headers["Retry-After"]) >= 1
 
 

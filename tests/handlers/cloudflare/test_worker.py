@@ -66,7 +66,7 @@ def test_openai_client_works_through_the_edge(edge: Edge) -> None:
         base_url=edge.urls["direct"] + "/v1", api_key=EDGE_KEYS[1], timeout=120, max_retries=0
     )
     reply = client.chat.completions.create(
-        model="any",
+        model="smollm2",
         messages=[{"role": "user", "content": "Name a colour."}],
         max_tokens=8,
         temperature=0,
@@ -76,7 +76,7 @@ def test_openai_client_works_through_the_edge(edge: Edge) -> None:
     pieces = [
         chunk.choices[0].delta.content or ""
         for chunk in client.chat.completions.create(
-            model="any",
+            model="smollm2",
             messages=[{"role": "user", "content": "Count to three."}],
             max_tokens=12,
             temperature=0,
