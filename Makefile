@@ -10,6 +10,8 @@ STAMP  := $(VENV)/.installed
 # The Cloudflare edge worker's tooling (wrangler, Miniflare/workerd), pinned by package-lock.json.
 EDGE_DIR   := deploy/cloudflare
 EDGE_STAMP := $(EDGE_DIR)/node_modules/.installed
+# llama.cpp's WebAssembly build for the worker's own model, copied from the pinned npm package.
+EDGE_VENDOR := handlers/cloudflare/model/vendor/wllama.wasm
 
 .PHONY: install serve test test-unit lint typecheck clean bench
 
@@ -26,7 +28,10 @@ $(EDGE_STAMP): $(EDGE_DIR)/package.json $(EDGE_DIR)/package-lock.json
 	cd $(EDGE_DIR) && npm ci --prefer-offline --no-audit --no-fund
 	touch $@
 
-install: $(STAMP) $(EDGE_STAMP)
+$(EDGE_VENDOR): $(EDGE_STAMP) $(EDGE_DIR)/vendor_wllama.mjs
+	node $(EDGE_DIR)/vendor_wllama.mjs
+
+install: $(STAMP) $(EDGE_STAMP) $(EDGE_VENDOR)
 
 # compileall: an installed package ships bytecode (pip compiles at install); an editable checkout
 # gets it on first import, unless PYTHONDONTWRITEBYTECODE is set, and then every start recompiles
@@ -35,10 +40,10 @@ serve: $(STAMP)
 	$(BIN)/python -m compileall -q core handlers
 	$(BIN)/nimbus serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) $(EDGE_STAMP)
+test: $(STAMP) $(EDGE_STAMP) $(EDGE_VENDOR)
 	$(BIN)/python -m pytest
 
-test-unit: $(STAMP) $(EDGE_STAMP)
+test-unit: $(STAMP) $(EDGE_STAMP) $(EDGE_VENDOR)
 	$(BIN)/python -m pytest -m "not integration"
 
 # Side by side on this machine: raw llama-cpp-python, nimbus, llama_cpp.server, llama-server.
