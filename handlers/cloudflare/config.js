@@ -21,12 +21,16 @@ function positiveInt(value, fallback) {
 // The edge's own model. The defaults are sized for SmolLM2-135M at the speed measured in workerd
 // and the paid plan's default CPU limit of 30 s a request (docs/edge-inference.md derives them).
 export const EDGE_MODES = ["off", "failover", "always"];
+// The llama.cpp WebAssembly build: "wllama", the published @wllama/wllama one (64-bit memory,
+// 128 MiB initial heap), or "nimbus", the 32-bit build made by deploy/cloudflare/edge-wasm.
+export const EDGE_WASMS = ["wllama", "nimbus"];
 const EDGE_DEFAULTS = {
+  wasm: "wllama",
   modelKey: "SmolLM2-135M-Instruct.Q4_1.gguf",
   maxQueue: 4,
   maxTokens: 192,
   contextTokens: 512,
-  batchTokens: 64,
+  batchTokens: 32,
 };
 
 function boundedInt(name, value, fallback, max) {
@@ -43,6 +47,10 @@ function readEdge(env) {
   if (!EDGE_MODES.includes(mode)) {
     throw new TypeError(`EDGE_MODE must be one of ${EDGE_MODES.join(", ")}, not ${mode}`);
   }
+  const wasm = String(env.EDGE_WASM || EDGE_DEFAULTS.wasm).toLowerCase();
+  if (!EDGE_WASMS.includes(wasm)) {
+    throw new TypeError(`EDGE_WASM must be one of ${EDGE_WASMS.join(", ")}, not ${wasm}`);
+  }
   const modelKey = env.EDGE_MODEL_KEY || EDGE_DEFAULTS.modelKey;
   const contextTokens = boundedInt(
     "EDGE_CONTEXT_TOKENS", env.EDGE_CONTEXT_TOKENS, EDGE_DEFAULTS.contextTokens, 32768,
@@ -53,6 +61,7 @@ function readEdge(env) {
   }
   return {
     mode,
+    wasm,
     modelKey,
     // The id answers carry: EDGE_MODEL_ID, else the object's file name without ".gguf".
     modelId: env.EDGE_MODEL_ID || modelKey.split("/").at(-1).replace(/\.gguf$/i, ""),

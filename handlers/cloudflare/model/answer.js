@@ -47,7 +47,7 @@ export async function answerAtEdge(request, body, env, config) {
   }
   const parsed = parseRequest(pathname, data, config.edge.maxTokens);
   const started = Date.now();
-  const generation = model.generate(env.MODEL_BUCKET, parsed.body, parsed.isChat);
+  const generation = model.generate(env.MODEL_BUCKET, parsed.body, parsed.isChat, request.signal);
   if (!parsed.stream) return answerWhole(parsed, model, generation, started);
   // The first piece comes before the headers: a full queue or a failed load is a plain error.
   const first = await generation.next();

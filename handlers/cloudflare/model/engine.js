@@ -3,34 +3,83 @@
 // re-entrant); later requests wait in a bounded queue, and beyond it are refused with a 503.
 import { EdgeError } from "../errors.js";
 import { LIMITS } from "../limits.js";
-import { WasmRuntime } from "./runtime.js";
+import { EdgeWasmRuntime } from "./edgewasm.js";
+import { EngineFailure, WllamaRuntime } from "./wllama.js";
+
+// EDGE_WASM: which build of llama.cpp runs the model.
+const RUNTIMES = { wllama: WllamaRuntime, nimbus: EdgeWasmRuntime };
+
+// workerd runs each request in its own context and does not let one request resume another's
+// promise, so waiters poll their place in line instead of being woken. Every holder and waiter
+// also proves it is alive on each turn: a request that workerd cancelled (its client went away)
+// stops running its code, and its place is skipped instead of blocking the line for good.
+const POLL_MS = 20;
+const WAITER_STALE_MS = 2_000;
+// A running generation beats on every step of the wasm (a token, or a batch of prompt tokens).
+const HOLDER_STALE_MS = 30_000;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 class Gate {
   constructor() {
-    this.running = false;
-    this.waiting = [];
+    this.holder = null; // {beat}
+    this.waiting = []; // [{beat}], first come first served
   }
 
-  /** Resolves when the caller may run; throws engine_overloaded when `maxWaiting` already wait. */
-  async enter(maxWaiting, retryAfterS) {
-    if (!this.running) {
-      this.running = true;
-      return;
+  get running() {
+    if (this.holder !== null && Date.now() - this.holder.beat > HOLDER_STALE_MS) {
+      console.warn("edge model: a generation stopped without releasing the model; moving on");
+      this.holder = null;
     }
-    if (this.waiting.length >= maxWaiting) {
+    return this.holder !== null;
+  }
+
+  live() {
+    const now = Date.now();
+    this.waiting = this.waiting.filter((w) => now - w.beat <= WAITER_STALE_MS);
+    return this.waiting;
+  }
+
+  /**
+   * Resolves with a ticket when the caller may run; engine_overloaded when the line is full.
+   * An aborted `signal` (the client went away) gives up the place or the model at once.
+   */
+  async enter(maxWaiting, retryAfterS, signal) {
+    if (!this.running && this.live().length === 0) {
+      this.holder = { beat: Date.now() };
+      this.releaseOnAbort(this.holder, signal);
+      return this.holder;
+    }
+    if (this.live().length >= maxWaiting) {
       throw new EdgeError(
         "engine_overloaded",
         `the edge model is busy (1 running, ${this.waiting.length} waiting); retry shortly`,
         { headers: { "retry-after": String(retryAfterS) } },
       );
     }
-    await new Promise((resolve) => this.waiting.push(resolve));
+    const ticket = { beat: Date.now() };
+    this.waiting.push(ticket);
+    this.releaseOnAbort(ticket, signal);
+    for (;;) {
+      await sleep(POLL_MS);
+      ticket.beat = Date.now();
+      if (!this.running && this.live()[0] === ticket) {
+        this.waiting.shift();
+        this.holder = ticket;
+        return ticket;
+      }
+    }
   }
 
-  leave() {
-    const next = this.waiting.shift();
-    if (next) next(); // the slot passes straight on: `running` stays true
-    else this.running = false;
+  leave(ticket) {
+    if (this.holder === ticket) this.holder = null;
+    this.waiting = this.waiting.filter((w) => w !== ticket);
+  }
+
+  // workerd stops running a cancelled request's code at its next await, so no `finally` of it
+  // would ever free the model; the abort event (compatibility flag enable_request_signal) does.
+  releaseOnAbort(ticket, signal) {
+    signal?.addEventListener("abort", () => this.leave(ticket), { once: true });
   }
 }
 
@@ -47,13 +96,15 @@ export class EdgeModel {
   stats() {
     return {
       id: this.settings.modelId,
+      wasm: this.settings.wasm,
       status: this.state,
       detail: this.detail,
       ...(this.info ?? {}),
       heap_bytes: this.runtime?.heapBytes() ?? 0,
+      ...(this.runtime?.heapUsedBytes ? { heap_used_bytes: this.runtime.heapUsedBytes() } : {}),
       queue: {
         active: this.gate.running ? 1 : 0,
-        waiting: this.gate.waiting.length,
+        waiting: this.gate.live().length,
         capacity: this.settings.maxQueue,
       },
       max_tokens: this.settings.maxTokens,
@@ -76,7 +127,7 @@ export class EdgeModel {
           `the model ${this.settings.modelKey} is not in the MODEL_BUCKET bucket`,
         );
       }
-      const runtime = await WasmRuntime.start();
+      const runtime = await RUNTIMES[this.settings.wasm].start();
       runtime.allocModel(object.size);
       let offset = 0;
       const reader = object.body.getReader();
@@ -113,48 +164,44 @@ export class EdgeModel {
 
   /**
    * Runs one generation: yields {text} per piece of text, then returns
-   * {finishReason, promptTokens, completionTokens}. `body` is llama.cpp's OpenAI-style request.
-   * The gate is taken before the first yield; returning early (a client that left) cancels.
+   * {finishReason, promptTokens, completionTokens}. `body` is the OpenAI-style request for
+   * llama.cpp. The gate is taken on the first next(); returning early (a client that left)
+   * cancels the generation and passes the model on.
    */
-  async *generate(bucket, body, isChat) {
-    await this.gate.enter(this.settings.maxQueue, LIMITS.retry_after_s);
-    let reqId = null;
-    let finished = false;
+  async *generate(bucket, body, isChat, signal) {
+    const ticket = await this.gate.enter(this.settings.maxQueue, LIMITS.retry_after_s, signal);
     try {
       await this.ensureLoaded(bucket);
-      const runtime = this.runtime;
-      reqId = await runtime.startCompletion(body, isChat);
-      let finishReason = null;
-      let usage = null;
-      for (;;) {
-        const step = await runtime.next(reqId);
-        if (step.isError) throw engineError(step.data);
-        for (const chunk of [step.data ?? []].flat()) {
-          if (chunk.usage) usage = chunk.usage;
-          const choice = chunk.choices?.[0];
-          if (!choice) continue;
-          const text = isChat ? choice.delta?.content : choice.text;
-          if (text) yield { text };
-          if (choice.finish_reason) finishReason = choice.finish_reason;
+      const steps = this.runtime.generate(body, isChat, () => (ticket.beat = Date.now()));
+      try {
+        for (;;) {
+          const step = await steps.next();
+          ticket.beat = Date.now();
+          if (step.done) return step.value;
+          yield step.value;
+          // A turn of the event loop per token: the piece just yielded goes out on the wire, and
+          // other requests (health, queued ones) get their turn between tokens.
+          await new Promise((resolve) => setTimeout(resolve, 0));
         }
-        if (!step.hasMore) break;
+      } catch (error) {
+        if (error instanceof EngineFailure) throw engineError(error.detail);
+        // Anything else came from inside the wasm (an abort, a trap): its state cannot be
+        // trusted, so the next request loads a fresh runtime.
+        this.state = "failed";
+        this.detail = String(error?.message ?? error);
+        this.runtime = null;
+        throw error;
+      } finally {
+        await steps.return(undefined);
       }
-      finished = true;
-      return {
-        finishReason: finishReason === "stop" ? "stop" : "length",
-        promptTokens: usage?.prompt_tokens ?? 0,
-        completionTokens: usage?.completion_tokens ?? 0,
-      };
     } finally {
-      if (reqId !== null && !finished) await this.runtime?.cancel(reqId).catch(() => {});
-      this.gate.leave();
+      this.gate.leave(ticket);
     }
   }
 }
 
 // llama.cpp's own errors, in core's shapes where core has the same error.
-function engineError(data) {
-  const error = data?.error ?? data ?? {};
+function engineError(error) {
   const message = String(error.message ?? "generation failed");
   if (error.type === "exceed_context_size_error") {
     const n = error.n_prompt_tokens;

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from openai import OpenAI
 
+from core.sources.resolve import bundled_model_path
 from tests.handlers.cloudflare.conftest import EDGE_KEYS, Edge
 
 pytestmark = pytest.mark.integration
@@ -52,3 +54,197 @@ def test_with_every_origin_down_the_edge_answers_from_its_model(edge: Edge) -> N
     assert usage["prompt_tokens"] > 10 and 1 <= usage["completion_tokens"] <= 12
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     assert choice["finish_reason"] in {"stop", "length"}
+
+
+def test_the_edge_streams_chat_token_by_token(edge: Edge) -> None:
+    client = OpenAI(
+        base_url=edge.urls["edge-failover"] + "/v1", api_key=EDGE_KEYS[1], max_retries=0, timeout=300
+    )
+    arrivals: list[float] = []
+    chunks = []
+    with client.chat.completions.create(
+        model="any",
+        messages=[{"role": "user", "content": "Count from one to ten."}],
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    ) as stream:
+        for chunk in stream:
+            arrivals.append(time.monotonic())
+            chunks.append(chunk)
+    first, *middle, finish, usage = chunks
+    assert first.choices[0].delta.role == "assistant"
+    pieces = [c.choices[0].delta.content or "" for c in middle]
+    assert len(pieces) >= 4 and "".join(pieces).strip()
+    assert finish.choices[0].finish_reason in {"stop", "length"}
+    assert usage.choices == [] and usage.usage is not None
+    assert usage.usage.completion_tokens >= len(pieces)
+    # Pieces come as the model makes them (each is ~100 ms of CPU here), not in one burst at the end.
+    assert arrivals[-2] - arrivals[1] > 0.2
+
+
+def test_edge_sse_framing_and_done(edge: Edge) -> None:
+    with httpx.stream(
+        "POST",
+        edge.urls["edge-failover"] + "/v1/completions",
+        json={"prompt": "1, 2, 3, 4,", "max_tokens": 6, "temperature": 0, "stream": True},
+        headers=AUTH,
+        timeout=300,
+    ) as r:
+        assert r.status_code == 200 and r.headers["x-nimbus-answered-by"] == "edge"
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = sse_data(r)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "text_completion" for c in chunks)
+    assert len({c["id"] for c in chunks}) == 1 and chunks[0]["id"].startswith("cmpl-")
+    text = "".join(c["choices"][0]["text"] for c in chunks)
+    assert "5" in text  # the real model continues the count
+    assert chunks[-1]["choices"][0]["finish_reason"] in {"stop", "length"}
+
+
+def test_completion_echo_and_the_native_route_at_the_edge(edge: Edge) -> None:
+    r = httpx.post(
+        edge.urls["edge-failover"] + "/v1/completions",
+        json={"prompt": "The sky is", "max_tokens": 4, "temperature": 0, "echo": True},
+        headers=AUTH,
+        timeout=300,
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "text_completion"
+    assert body["choices"][0]["text"].startswith("The sky is")
+    assert body["usage"]["completion_tokens"] <= 4
+    native = httpx.post(
+        edge.urls["edge-failover"] + "/api/generate",
+        json={"prompt": "Say hello.", "maxTokens": 6, "temperature": 0},
+        headers=AUTH,
+        timeout=300,
+    )
+    assert native.status_code == 200, native.text
+    payload = native.json()
+    assert set(payload) == {"text", "tokens", "latencyMs"}
+    assert payload["text"] and 1 <= payload["tokens"] <= 6 and payload["latencyMs"] > 0
+    with httpx.stream(
+        "POST",
+        edge.urls["edge-failover"] + "/api/generate",
+        json={"prompt": "Say hello.", "maxTokens": 6, "temperature": 0, "stream": True},
+        headers=AUTH,
+        timeout=300,
+    ) as streamed:
+        events = sse_data(streamed)
+    assert events[-1] == "[DONE]"
+    assert "".join(json.loads(e)["token"] for e in events[:-1]) == payload["text"]
+
+
+def test_stop_sequences_end_the_answer_at_the_edge(edge: Edge) -> None:
+    r = httpx.post(
+        edge.urls["edge-failover"] + "/v1/completions",
+        json={"prompt": "1, 2, 3, 4,", "max_tokens": 12, "temperature": 0, "stop": [" 7"]},
+        headers=AUTH,
+        timeout=300,
+    )
+    assert r.status_code == 200, r.text
+    choice = r.json()["choices"][0]
+    assert choice["finish_reason"] == "stop"
+    assert "6" in choice["text"] and "7" not in choice["text"]
+
+
+def health(edge: Edge, instance: str) -> dict[str, Any]:
+    r = httpx.get(edge.urls[instance] + "/api/health", timeout=30)
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_one_generation_at_a_time_then_a_bounded_queue_then_503(edge: Edge) -> None:
+    """EDGE_MAX_QUEUE=1: the first request runs, the second waits for it, the third is refused
+    with core's 503 and Retry-After; the second starts only when the first has finished."""
+    url = edge.urls["edge-failover"] + "/v1/chat/completions"
+    spans: dict[str, tuple[float, float]] = {}
+    statuses: dict[str, int] = {}
+
+    def run(name: str) -> None:
+        body = {
+            "messages": [{"role": "user", "content": f"Tell me a story about {name}."}],
+            "max_tokens": 24,
+            "temperature": 0,
+            "stream": True,
+        }
+        with httpx.stream("POST", url, json=body, headers=AUTH, timeout=300) as r:
+            statuses[name] = r.status_code
+            times = [time.monotonic() for line in r.iter_lines() if line.startswith("data: ")]
+        spans[name] = (times[0], times[-1])
+
+    first = threading.Thread(target=run, args=("a fox",))
+    first.start()
+    assert wait_for(lambda: health(edge, "edge-failover")["edge"]["model"]["queue"]["active"] == 1)
+    second = threading.Thread(target=run, args=("a bear",))
+    second.start()
+    assert wait_for(lambda: health(edge, "edge-failover")["edge"]["model"]["queue"]["waiting"] == 1)
+    third = chat(edge, "edge-failover")
+    assert third.status_code == 503
+    error = third.json()["error"]
+    assert (error["type"], error["code"]) == ("server_error", "engine_overloaded")
+    assert third.headers["retry-after"] == "1"
+    first.join(300)
+    second.join(300)
+    assert statuses == {"a fox": 200, "a bear": 200}
+    assert spans["a bear"][0] > spans["a fox"][1], "the two generations overlapped"
+    assert wait_for(lambda: health(edge, "edge-failover")["edge"]["model"]["queue"]["active"] == 0)
+
+
+def wait_for(condition: Any, timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_client_that_leaves_frees_the_model(edge: Edge) -> None:
+    with httpx.stream(
+        "POST",
+        edge.urls["edge-failover"] + "/v1/chat/completions",
+        json={"messages": QUESTION, "max_tokens": 48, "temperature": 0, "stream": True},
+        headers=AUTH,
+        timeout=300,
+    ) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: ") and "content" in line:
+                break
+        assert health(edge, "edge-failover")["edge"]["model"]["queue"]["active"] == 1
+    # 48 tokens take several seconds; the cancelled one stops at its next token.
+    assert wait_for(lambda: health(edge, "edge-failover")["edge"]["model"]["queue"]["active"] == 0, 5)
+
+
+def workerd_rss_bytes(edge: Edge) -> int:
+    """Resident memory of the largest workerd process under the harness (one per instance)."""
+    biggest = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        if "\nName:\tworkerd" not in "\n" + text:
+            continue
+        rss = next(int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:"))
+        biggest = max(biggest, rss * 1024)
+    return biggest
+
+
+def test_the_edge_reports_its_memory(edge: Edge) -> None:
+    r = chat(edge, "edge-failover", max_tokens=2)
+    assert r.status_code == 200, r.text
+    model = health(edge, "edge-failover")["edge"]["model"]
+    assert model["status"] == "ready" and model["id"] == "SmolLM2-135M-Instruct.Q4_1"
+    # The GGUF lives in the wasm heap, read in place: the heap holds it once, plus the KV cache
+    # and compute buffers, and the published build starts at 128 MiB of heap.
+    assert model["model_bytes"] == bundled_model_path().stat().st_size
+    assert model["heap_bytes"] >= max(model["model_bytes"], 128 * 2**20)
+    assert model["heap_bytes"] < 2 * model["model_bytes"] + 64 * 2**20, "the model was copied"
+    assert int(r.headers["x-nimbus-edge-heap-bytes"]) == model["heap_bytes"]
+    assert model["load_ms"] > 0 and model["n_ctx"] == 256
+    # The process running the isolate holds at least that much.
+    assert workerd_rss_bytes(edge) >= model["heap_bytes"] * 0.9

@@ -34,7 +34,7 @@ function logLine(text) {
   else if (match[1] === "WARN") console.warn(`llama.cpp: ${match[2].trim()}`);
 }
 
-export class WasmRuntime {
+export class WllamaRuntime {
   static async start() {
     let failure = null;
     const Module = {
@@ -63,7 +63,7 @@ export class WasmRuntime {
       }
       if (failure) reject(failure);
     });
-    const runtime = new WasmRuntime(Module);
+    const runtime = new WllamaRuntime(Module);
     const started = await runtime.startFn();
     if (!String(started).includes('"success":true')) throw new Error("llama.cpp did not start");
     return runtime;
@@ -75,7 +75,7 @@ export class WasmRuntime {
     this.startFn = Module.cwrap("wllama_start", "string", [], { async: true });
     this.actionFn = Module.cwrap("wllama_action", "bigint", ["string", "bigint"], { async: true });
     this.file = null;
-    this.busy = false;
+    this.current = null; // the generation in the wasm, until it ends or is cancelled
     this.placeModelFile();
   }
 
@@ -131,22 +131,19 @@ export class WasmRuntime {
     this.heap().set(bytes, Number(this.file.ptr) + offset);
   }
 
-  /** One wllama action: the request is copied into the heap, the answer copied out and decoded. */
+  /**
+   * One wllama action: the request is copied into the heap, the answer copied out and decoded.
+   * Not re-entrant: the model's gate (engine.js) lets one request at a time in.
+   */
   async action(action, name, message) {
-    if (this.busy) throw new Error("the wasm runtime is not re-entrant");
-    this.busy = true;
-    try {
-      const request = encode(name, message);
-      const input = await this.malloc(BigInt(request.byteLength), 0);
-      this.heap().set(request, Number(input));
-      const output = await this.actionFn(action, input);
-      if (!output) throw new Error(`llama.cpp action ${action} failed`);
-      // The answer's length is written over the first four bytes of the request buffer.
-      const length = new DataView(this.Module.wasmMemory.buffer).getUint32(Number(input), true);
-      return decode(this.heap().slice(Number(output), Number(output) + length));
-    } finally {
-      this.busy = false;
-    }
+    const request = encode(name, message);
+    const input = await this.malloc(BigInt(request.byteLength), 0);
+    this.heap().set(request, Number(input));
+    const output = await this.actionFn(action, input);
+    if (!output) throw new Error(`llama.cpp action ${action} failed`);
+    // The answer's length is written over the first four bytes of the request buffer.
+    const length = new DataView(this.Module.wasmMemory.buffer).getUint32(Number(input), true);
+    return decode(this.heap().slice(Number(output), Number(output) + length));
   }
 
   async load({ nCtx, nBatch }) {
@@ -171,26 +168,61 @@ export class WasmRuntime {
     return result;
   }
 
-  /** Starts a generation (an OpenAI-style body) and returns its request id. */
-  async startCompletion(body, isChat) {
-    const result = await this.action("completion", "cmpl_req", {
+  /**
+   * One generation of llama.cpp's server code, driven a step (a token) at a time: yields {text},
+   * returns {finishReason, promptTokens, completionTokens}. `body` is an OpenAI-style request.
+   * Returning early (a client that went away) cancels it and frees the slot.
+   */
+  async *generate(body, isChat, beat = () => {}) {
+    // A generation whose request was cancelled by workerd never reached its `finally`.
+    if (this.current !== null) await this.action("cancel", "cncl_req", { req_id: this.current });
+    this.current = null;
+    const started = await this.action("completion", "cmpl_req", {
       is_chat: isChat,
       data_json: JSON.stringify(body),
       files: [],
     });
-    if (!result.success) throw new Error("llama.cpp did not accept the generation");
-    return result.req_id;
+    if (!started.success) throw new Error("llama.cpp did not accept the generation");
+    const reqId = started.req_id;
+    this.current = reqId;
+    let finished = false;
+    try {
+      let finishReason = null;
+      let usage = null;
+      for (;;) {
+        const step = await this.action("get_result", "gres_req", { req_id: reqId });
+        beat();
+        const json = step.data_json;
+        const data = json && json !== "null" ? JSON.parse(json) : null;
+        if (step.is_error) throw new EngineFailure(data);
+        for (const chunk of [data ?? []].flat()) {
+          if (chunk.usage) usage = chunk.usage;
+          const choice = chunk.choices?.[0];
+          if (!choice) continue;
+          const text = isChat ? choice.delta?.content : choice.text;
+          if (text) yield { text };
+          if (choice.finish_reason) finishReason = choice.finish_reason;
+        }
+        if (!step.has_more) break;
+      }
+      finished = true;
+      return {
+        finishReason: finishReason === "stop" ? "stop" : "length",
+        promptTokens: usage?.prompt_tokens ?? 0,
+        completionTokens: usage?.completion_tokens ?? 0,
+      };
+    } finally {
+      if (!finished) await this.action("cancel", "cncl_req", { req_id: reqId }).catch(() => {});
+      this.current = null;
+    }
   }
+}
 
-  /** Runs one step and returns {hasMore, isError, data}; data is null when there is no event. */
-  async next(reqId) {
-    const result = await this.action("get_result", "gres_req", { req_id: reqId });
-    const json = result.data_json;
-    const data = json && json !== "null" ? JSON.parse(json) : null;
-    return { hasMore: result.has_more, isError: result.is_error, data };
-  }
-
-  async cancel(reqId) {
-    await this.action("cancel", "cncl_req", { req_id: reqId });
+/** An error llama.cpp reported for a request (its OpenAI-style error object in `detail`). */
+export class EngineFailure extends Error {
+  constructor(detail) {
+    const error = detail?.error ?? detail ?? {};
+    super(String(error.message ?? "generation failed"));
+    this.detail = error;
   }
 }
