@@ -60,3 +60,22 @@ typecheck: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(EDGE_DIR)/node_modules
+
+# The edge worker's own model (docs/edge-inference.md). edge-wasm rebuilds the committed 32-bit
+# llama.cpp WebAssembly (needs Debian's emscripten: apt-get install emscripten; ~20 minutes on
+# 2 cores). edge-q4_0 writes build/edge/SmolLM2-135M-Instruct.Q4_0.gguf and compares its quality
+# with the bundled Q4_1. edge-measure runs the model in workerd and prints its speed and memory
+# (EDGE_WASM=wllama|nimbus, EDGE_MODEL=path.gguf).
+.PHONY: edge-wasm edge-q4_0 edge-measure
+EDGE_WASM ?= nimbus
+EDGE_MODEL ?= build/edge/SmolLM2-135M-Instruct.Q4_0.gguf
+
+edge-wasm:
+	deploy/cloudflare/edge-wasm/build.sh
+
+edge-q4_0: $(STAMP)
+	$(BIN)/python -m handlers.cloudflare.requantize --quality
+
+edge-measure: $(STAMP) $(EDGE_STAMP) $(EDGE_VENDOR)
+	test -f $(EDGE_MODEL) || $(BIN)/python -m handlers.cloudflare.requantize --output $(EDGE_MODEL)
+	node $(EDGE_DIR)/measure_edge.mjs --model $(EDGE_MODEL) --wasm $(EDGE_WASM)

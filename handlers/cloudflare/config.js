@@ -59,9 +59,13 @@ function readEdge(env) {
   if (contextTokens < 64 || maxTokens < 1 || maxTokens >= contextTokens) {
     throw new TypeError("EDGE_MAX_TOKENS must be at least 1 and below EDGE_CONTEXT_TOKENS (>= 64)");
   }
+  const log = String(env.EDGE_LOG || "warn").toLowerCase();
+  if (!["warn", "info"].includes(log)) throw new TypeError(`EDGE_LOG must be warn or info, not ${log}`);
   return {
     mode,
     wasm,
+    // "info": llama.cpp's load report (buffer sizes, heap use) in the Worker's log.
+    log,
     modelKey,
     // The id answers carry: EDGE_MODEL_ID, else the object's file name without ".gguf".
     modelId: env.EDGE_MODEL_ID || modelKey.split("/").at(-1).replace(/\.gguf$/i, ""),

@@ -41,7 +41,10 @@ if [[ ! -d "$SRC/vendor/llama.cpp" ]]; then
 fi
 LLAMA="$SRC/vendor/llama.cpp"
 
-CFLAGS="-O3 -msimd128 -fwasm-exceptions -DNDEBUG"
+# GGML_SCHED_MAX_SPLIT_INPUTS: ggml's scheduler reserves room for 30 copied inputs per node of the
+# graph up front (~37 MB for this model's graph, malloc'ed: real heap in wasm). With the CPU as
+# the only backend nothing is ever copied between backends, and the room grows if it is needed.
+CFLAGS="-O3 -msimd128 -fwasm-exceptions -DNDEBUG -DGGML_SCHED_MAX_SPLIT_INPUTS=1"
 # wasm32, not the toolchain's default "x86": ggml then builds its WebAssembly SIMD kernels.
 emcmake cmake -S "$LLAMA" -B "$WORK/cmake" -G "Unix Makefiles" \
   -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DEMSCRIPTEN_SYSTEM_PROCESSOR=wasm32 \
@@ -53,7 +56,7 @@ emcmake cmake -S "$LLAMA" -B "$WORK/cmake" -G "Unix Makefiles" \
 cmake --build "$WORK/cmake" --target llama -j "$JOBS"
 
 libs=$(find "$WORK/cmake" -name '*.a' | sort)
-EXPORTS="_edge_load,_edge_n_ctx,_edge_heap_top,_edge_tokenize,_edge_chat,_edge_piece,_edge_begin,_edge_feed,_edge_next,_malloc,_free"
+EXPORTS="_edge_log_level,_edge_load,_edge_n_ctx,_edge_heap_top,_edge_heap_live,_edge_tokenize,_edge_chat,_edge_piece,_edge_begin,_edge_feed,_edge_next,_malloc,_free"
 LDFLAGS=(
   -O3 -msimd128 -fwasm-exceptions
   -sALLOW_MEMORY_GROWTH=1 -sINITIAL_MEMORY=16MB -sMAXIMUM_MEMORY=1GB -sTOTAL_STACK=2MB

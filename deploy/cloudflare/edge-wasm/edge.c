@@ -2,6 +2,7 @@
 // 32-bit WebAssembly build (build.sh). One model, one context, one generation at a time; the
 // Worker's JavaScript does templating of requests, text decoding and stop sequences.
 #include <emscripten/emscripten.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,22 +21,50 @@ static int32_t n_past = 0;
 static int32_t *prompt = NULL;  // the prompt being evaluated, batch by batch (edge_feed)
 static int32_t n_prompt = 0;
 
-static void log_warnings(enum ggml_log_level level, const char *text, void *user_data) {
+static enum ggml_log_level log_level = GGML_LOG_LEVEL_WARN;
+
+static bool log_on = false;  // whether the message being continued (GGML_LOG_LEVEL_CONT) was shown
+
+static void log_text(enum ggml_log_level level, const char *text, void *user_data) {
   (void)user_data;
-  if (level >= GGML_LOG_LEVEL_WARN) fputs(text, stderr);
+  if (level != GGML_LOG_LEVEL_CONT) log_on = level >= log_level;
+  if (log_on) fputs(text, stderr);
 }
+
+// Which of llama.cpp's messages reach the Worker's log: 2 info (buffer sizes), 3 warnings.
+EMSCRIPTEN_KEEPALIVE void edge_log_level(int32_t level) { log_level = (enum ggml_log_level)level; }
+
+// The top of the heap in use (the heap itself may be larger): its high-water mark, as a wasm
+// heap never shrinks.
+EMSCRIPTEN_KEEPALIVE size_t edge_heap_top(void) { return (size_t)sbrk(0); }
+
+// Bytes held by live allocations now (below the top, freed blocks are reused by malloc).
+EMSCRIPTEN_KEEPALIVE size_t edge_heap_live(void) { return (size_t)mallinfo().uordblks; }
+
+static void log_heap(const char *when) {
+  if (log_level <= GGML_LOG_LEVEL_INFO) {
+    fprintf(stderr, "edge: heap after %s: top %zu, live %zu\n", when, edge_heap_top(),
+            edge_heap_live());
+  }
+}
+
+// Options of edge_load, or-ed together.
+#define EDGE_FLASH_ATTENTION 1  // fused attention: no n_ctx-wide score matrix in the compute buffer
+#define EDGE_KV_Q8_0 2          // the KV cache in 8-bit blocks (half of f16; needs flash attention)
 
 // Loads the GGUF at `path` memory-mapped (the Worker's file system maps it in place from the
 // heap), with a context of `context_tokens` and prompt batches of `batch_tokens`. 0 on success.
 EMSCRIPTEN_KEEPALIVE int32_t edge_load(const char *path, int32_t context_tokens,
-                                       int32_t batch_tokens) {
-  llama_log_set(log_warnings, NULL);
+                                       int32_t batch_tokens, int32_t options) {
+  llama_log_set(log_text, NULL);
   llama_backend_init();
   struct llama_model_params mp = llama_model_default_params();
   mp.n_gpu_layers = 0;
   mp.load_mode = LLAMA_LOAD_MODE_MMAP;
+  log_heap("backend init");
   model = llama_model_load_from_file(path, mp);
   if (model == NULL) return -1;
+  log_heap("model load");
   vocab = llama_model_get_vocab(model);
   struct llama_context_params cp = llama_context_default_params();
   cp.n_ctx = (uint32_t)context_tokens;
@@ -45,17 +74,21 @@ EMSCRIPTEN_KEEPALIVE int32_t edge_load(const char *path, int32_t context_tokens,
   cp.n_threads = 1;
   cp.n_threads_batch = 1;
   cp.no_perf = true;
+  cp.flash_attn_type = (options & EDGE_FLASH_ATTENTION) ? LLAMA_FLASH_ATTN_TYPE_ENABLED
+                                                        : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+  if (options & EDGE_KV_Q8_0) {
+    cp.type_k = GGML_TYPE_Q8_0;
+    cp.type_v = GGML_TYPE_Q8_0;
+  }
   ctx = llama_init_from_model(model, cp);
   if (ctx == NULL) return -2;
+  log_heap("context");
   n_ctx = (int32_t)llama_n_ctx(ctx);
   n_batch = batch_tokens;
   return 0;
 }
 
 EMSCRIPTEN_KEEPALIVE int32_t edge_n_ctx(void) { return n_ctx; }
-
-// The top of the heap in use (the heap itself may be larger): what the model really occupies.
-EMSCRIPTEN_KEEPALIVE size_t edge_heap_top(void) { return (size_t)sbrk(0); }
 
 // Tokens of `text` into `out` (at most `capacity`); negative: -(tokens needed).
 EMSCRIPTEN_KEEPALIVE int32_t edge_tokenize(const char *text, int32_t length, int32_t *out,

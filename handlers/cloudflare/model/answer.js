@@ -43,7 +43,7 @@ export async function answerAtEdge(request, body, env, config) {
     throw new EdgeError(
       "invalid_request",
       "invalid request: Input should be a valid dictionary or object to extract fields from",
-    );
+    ); // as guard.js: core's answer for a body that is not a JSON object
   }
   const parsed = parseRequest(pathname, data, config.edge.maxTokens);
   const started = Date.now();

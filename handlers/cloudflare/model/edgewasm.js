@@ -12,6 +12,9 @@ const MODEL_PATH = "/models/model.gguf";
 const ALIGN = 64;
 
 const encoder = new TextEncoder();
+// edge_load options (edge.c): fused attention, and the KV cache in 8-bit blocks.
+const FLASH_ATTENTION = 1;
+const KV_Q8_0 = 2;
 
 export class EdgeWasmRuntime {
   static async start() {
@@ -37,9 +40,14 @@ export class EdgeWasmRuntime {
     return this.Module.HEAPU8.length;
   }
 
-  /** The part of the heap in use (the heap grows in 4 MiB steps and never shrinks). */
+  /** The heap's high-water mark (it grows in 4 MiB steps and never shrinks). */
   heapUsedBytes() {
     return this.Module._edge_heap_top();
+  }
+
+  /** Bytes in live allocations now: the model, KV cache, buffers and the tokenizer's tables. */
+  heapLiveBytes() {
+    return this.Module._edge_heap_live();
   }
 
   allocModel(size) {
@@ -72,9 +80,10 @@ export class EdgeWasmRuntime {
     this.Module.HEAPU8.set(bytes, this.file.ptr + offset);
   }
 
-  async load({ nCtx, nBatch }) {
+  async load({ nCtx, nBatch, log }) {
+    this.Module._edge_log_level(log === "info" ? 2 : 3);
     const path = this.cString(MODEL_PATH);
-    const status = this.Module._edge_load(path, nCtx, nBatch);
+    const status = this.Module._edge_load(path, nCtx, nBatch, FLASH_ATTENTION | KV_Q8_0);
     this.Module._free(path);
     if (status !== 0) throw new Error(`llama.cpp could not load the model (${status})`);
     return { n_ctx: this.Module._edge_n_ctx() };

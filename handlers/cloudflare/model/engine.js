@@ -101,7 +101,12 @@ export class EdgeModel {
       detail: this.detail,
       ...(this.info ?? {}),
       heap_bytes: this.runtime?.heapBytes() ?? 0,
-      ...(this.runtime?.heapUsedBytes ? { heap_used_bytes: this.runtime.heapUsedBytes() } : {}),
+      ...(this.runtime?.heapUsedBytes
+        ? {
+            heap_used_bytes: this.runtime.heapUsedBytes(),
+            heap_live_bytes: this.runtime.heapLiveBytes(),
+          }
+        : {}),
       queue: {
         active: this.gate.running ? 1 : 0,
         waiting: this.gate.live().length,
@@ -142,6 +147,7 @@ export class EdgeModel {
       const loaded = await runtime.load({
         nCtx: this.settings.contextTokens,
         nBatch: this.settings.batchTokens,
+        log: this.settings.log,
       });
       this.runtime = runtime;
       this.info = {

@@ -5,6 +5,8 @@ import { EdgeError } from "../errors.js";
 import { LIMITS } from "../limits.js";
 
 const MISSING = Symbol("missing");
+// FastAPI validates the parsed JSON, where every object is a dict: pydantic's wording for those.
+const NOT_AN_OBJECT = "Input should be a valid dictionary or object to extract fields from";
 
 class Invalid extends Error {
   constructor(param, message) {
@@ -90,13 +92,15 @@ function literal(value, param, choices) {
 }
 
 // A field: MISSING (absent) takes the default; null is allowed only where the field is Optional.
-function field(data, name, { alias, fallback, nullable, parse, required }) {
+// `at` is the path of the object that holds the field ("messages.0"), for nested fields.
+function field(data, name, { alias, at, fallback, nullable, parse, required }) {
   let value = MISSING;
   let param = name;
   if (alias && alias in data) [value, param] = [data[alias], alias];
   else if (name in data) value = data[name];
+  if (at) param = `${at}.${param}`;
   if (value === MISSING) {
-    if (required) throw invalid(alias ?? name, "Field required");
+    if (required) throw invalid(at ? `${at}.${name}` : (alias ?? name), "Field required");
     return fallback;
   }
   if (value === null && nullable) return null;
@@ -139,17 +143,9 @@ function sampling(data) {
       fallback: null,
       nullable: true,
       parse: (value, param) => {
-        if (!isObject(value)) {
-          throw invalid(
-            param,
-            "Input should be a valid dictionary or instance of StreamOptions",
-          );
-        }
+        if (!isObject(value)) throw invalid(param, NOT_AN_OBJECT);
         return {
-          include_usage: field(value, "include_usage", {
-            fallback: false,
-            parse: (v) => bool(v, `${param}.include_usage`),
-          }),
+          include_usage: field(value, "include_usage", { at: param, fallback: false, parse: bool }),
         };
       },
     }),
@@ -161,14 +157,14 @@ const ROLES = ["system", "developer", "user", "assistant", "tool"];
 
 function message(value, i) {
   const at = `messages.${i}`;
-  if (!isObject(value)) {
-    throw invalid(at, "Input should be a valid dictionary or instance of ChatMessageIn");
-  }
+  if (!isObject(value)) throw invalid(at, NOT_AN_OBJECT);
   const role = field(value, "role", {
+    at,
     required: true,
-    parse: (v) => literal(v, `${at}.role`, ROLES),
+    parse: (v, p) => literal(v, p, ROLES),
   });
   const content = field(value, "content", {
+    at,
     fallback: null,
     nullable: true,
     parse: (v) => {
@@ -178,7 +174,7 @@ function message(value, i) {
       throw invalid(`${at}.content.str`, "Input should be a valid string");
     },
   });
-  field(value, "name", { fallback: null, nullable: true, parse: (v) => str(v, `${at}.name`) });
+  field(value, "name", { at, fallback: null, nullable: true, parse: str });
   return { role, content: content ?? "" };
 }
 
@@ -187,12 +183,11 @@ function responseFormat(data) {
     fallback: null,
     nullable: true,
     parse: (value, param) => {
-      if (!isObject(value)) {
-        throw invalid(param, "Input should be a valid dictionary or instance of ResponseFormat");
-      }
+      if (!isObject(value)) throw invalid(param, NOT_AN_OBJECT);
       const type = field(value, "type", {
+        at: param,
         required: true,
-        parse: (v) => literal(v, `${param}.type`, ["text", "json_object", "json_schema"]),
+        parse: (v, p) => literal(v, p, ["text", "json_object", "json_schema"]),
       });
       if (type !== "text") {
         // Core constrains output with a grammar; the edge's model does not, and says so.

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from core.sources.resolve import bundled_model_path
+from handlers.cloudflare.requantize import requantize
 from tests.conftest import LiveServer, free_port
 from tests.handlers.cloudflare.origins import (
     CaptureOrigin,
@@ -37,6 +38,7 @@ WORKER_DIR = ROOT / "handlers" / "cloudflare"
 DEPLOY_DIR = ROOT / "deploy" / "cloudflare"
 HARNESS = Path(__file__).with_name("workerd_harness.mjs")
 EDGE_KEYS = ("edge-key-one", "edge-key-two")
+SMALL_MODEL_KEY = "SmolLM2-135M-Instruct.Q4_0.gguf"
 ORIGIN_KEY = "origin-secret"
 AWS = {
     "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
@@ -196,12 +198,20 @@ def edge(
         # The origin is up: forwarded as before, unless the client asks for the edge.
         "edge-up": {
             **base,
-            "INFERENCE_ORIGIN": real_server.base_url,
+            "INFERENCE_ORIGIN": origins.capture.url,
             "EDGE_MODE": "failover",
             "EDGE_MAX_TOKENS": "48",
             "EDGE_CONTEXT_TOKENS": "256",
         },
         "edge-always": {**base, "INFERENCE_ORIGIN": "", "EDGE_MODE": "always"},
+        # The path to 128 MB: our 32-bit build of llama.cpp and the model re-quantized to Q4_0.
+        "edge-small": {
+            **base,
+            "INFERENCE_ORIGIN": "",
+            "EDGE_MODE": "always",
+            "EDGE_WASM": "nimbus",
+            "EDGE_MODEL_KEY": SMALL_MODEL_KEY,
+        },
         "edge-no-model": {
             **base,
             "INFERENCE_ORIGIN": "",
@@ -211,6 +221,7 @@ def edge(
         "edge-bad-mode": {**base, "EDGE_MODE": "sometimes"},
     }
     model = bundled_model_path()
+    small = requantize(model, tmp_path_factory.mktemp("q4_0") / SMALL_MODEL_KEY)
     bucket = wrangler_config["r2_buckets"][0]
     spec = {
         "packageJson": str(DEPLOY_DIR / "package.json"),
@@ -222,7 +233,10 @@ def edge(
             "persist": str(tmp_path_factory.mktemp("r2")),
             "bucket": bucket["bucket_name"],
             "binding": bucket["binding"],
-            "objects": {wrangler_config["vars"]["EDGE_MODEL_KEY"]: str(model)},
+            "objects": {
+                wrangler_config["vars"]["EDGE_MODEL_KEY"]: str(model),
+                SMALL_MODEL_KEY: str(small),
+            },
         },
     }
     workdir = tmp_path_factory.mktemp("workerd")

@@ -58,7 +58,10 @@ def test_with_every_origin_down_the_edge_answers_from_its_model(edge: Edge) -> N
 
 def test_the_edge_streams_chat_token_by_token(edge: Edge) -> None:
     client = OpenAI(
-        base_url=edge.urls["edge-failover"] + "/v1", api_key=EDGE_KEYS[1], max_retries=0, timeout=300
+        base_url=edge.urls["edge-failover"] + "/v1",
+        api_key=EDGE_KEYS[1],
+        max_retries=0,
+        timeout=300,
     )
     arrivals: list[float] = []
     chunks = []
@@ -216,7 +219,9 @@ def test_a_client_that_leaves_frees_the_model(edge: Edge) -> None:
                 break
         assert health(edge, "edge-failover")["edge"]["model"]["queue"]["active"] == 1
     # 48 tokens take several seconds; the cancelled one stops at its next token.
-    assert wait_for(lambda: health(edge, "edge-failover")["edge"]["model"]["queue"]["active"] == 0, 5)
+    assert wait_for(
+        lambda: health(edge, "edge-failover")["edge"]["model"]["queue"]["active"] == 0, 5
+    )
 
 
 def workerd_rss_bytes(edge: Edge) -> int:
@@ -248,3 +253,125 @@ def test_the_edge_reports_its_memory(edge: Edge) -> None:
     assert model["load_ms"] > 0 and model["n_ctx"] == 256
     # The process running the isolate holds at least that much.
     assert workerd_rss_bytes(edge) >= model["heap_bytes"] * 0.9
+
+
+def test_with_the_origin_up_requests_are_forwarded_as_before(edge: Edge) -> None:
+    r = httpx.post(
+        edge.urls["edge-up"] + "/v1/chat/completions",
+        json={"messages": QUESTION, "max_tokens": 4},
+        headers={**AUTH, "x-test-id": "edge-up"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-nimbus-answered-by"] == "origin" and r.headers["x-nimbus-origin"] == "0"
+    assert r.json()["model"] == "capture"
+    (seen,) = edge.origins.capture.requests_with("x-test-id", "edge-up")
+    assert json.loads(seen.body)["messages"] == QUESTION
+    assert health(edge, "edge-up")["edge"]["model"]["status"] == "unloaded"
+
+
+def test_a_client_may_ask_for_the_edge_explicitly(edge: Edge) -> None:
+    r = httpx.post(
+        edge.urls["edge-up"] + "/v1/chat/completions",
+        json={"messages": QUESTION, "max_tokens": 8, "temperature": 0},
+        headers={**AUTH, "x-nimbus-route": "edge", "x-test-id": "explicit-edge"},
+        timeout=300,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-nimbus-answered-by"] == "edge"
+    assert "Paris" in r.json()["choices"][0]["message"]["content"]
+    assert not edge.origins.capture.requests_with("x-test-id", "explicit-edge")
+
+
+@pytest.mark.parametrize(
+    ("instance", "route", "message"),
+    [
+        ("edge-up", "somewhere", 'x-nimbus-route must be "origin" or "edge"'),
+        ("direct", "edge", "this edge holds no model (EDGE_MODE is off)"),
+        ("edge-always", "origin", "this edge answers from its own model only"),
+    ],
+)
+def test_an_impossible_route_is_refused(
+    edge: Edge, instance: str, route: str, message: str
+) -> None:
+    r = httpx.post(
+        edge.urls[instance] + "/v1/chat/completions",
+        json={"messages": QUESTION},
+        headers={**AUTH, "x-nimbus-route": route},
+        timeout=60,
+    )
+    assert r.status_code == 400
+    assert r.json()["error"] == {
+        "message": message,
+        "type": "invalid_request_error",
+        "code": "invalid_parameter",
+        "param": "x-nimbus-route",
+    }
+
+
+def test_an_edge_without_origins_reports_its_model(edge: Edge) -> None:
+    body = health(edge, "edge-always")
+    assert body["status"] == "ready" and body["origins"] == []
+    assert body["model"] == "SmolLM2-135M-Instruct.Q4_1"
+    assert body["edge"]["mode"] == "always" and body["edge"]["model"]["status"] == "unloaded"
+    models = httpx.get(edge.urls["edge-always"] + "/v1/models", headers=AUTH, timeout=30)
+    assert models.status_code == 200 and models.headers["x-nimbus-answered-by"] == "edge"
+    assert models.json()["data"][0]["id"] == "SmolLM2-135M-Instruct.Q4_1"
+    # Routes the model does not serve are not found, as at the origin.
+    r = httpx.post(edge.urls["edge-always"] + "/v1/embeddings", json={}, headers=AUTH, timeout=30)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_a_missing_model_object_is_a_clear_misconfiguration(edge: Edge) -> None:
+    r = chat(edge, "edge-no-model")
+    assert r.status_code == 500
+    error = r.json()["error"]
+    assert error["code"] == "edge_misconfigured"
+    assert "models/absent.gguf" in error["message"] and "MODEL_BUCKET" in error["message"]
+    body = health(edge, "edge-no-model")
+    assert r.status_code == 500 and body["edge"]["model"]["status"] == "failed"
+    assert body["status"] == "unavailable"
+
+
+def test_a_bad_edge_mode_is_a_misconfiguration(edge: Edge) -> None:
+    r = chat(edge, "edge-bad-mode")
+    assert r.status_code == 500
+    assert "EDGE_MODE must be one of off, failover, always" in r.json()["error"]["message"]
+
+
+def test_the_edge_refuses_what_it_cannot_do(edge: Edge) -> None:
+    too_many = chat(edge, "edge-failover", max_tokens=49)
+    assert too_many.status_code == 400
+    assert too_many.json()["error"] == {
+        "message": "max_tokens must be at most 48 when the edge's model answers",
+        "type": "invalid_request_error",
+        "code": "invalid_parameter",
+        "param": "max_tokens",
+    }
+    constrained = chat(edge, "edge-failover", response_format={"type": "json_object"})
+    assert constrained.status_code == 400
+    assert constrained.json()["error"]["param"] == "response_format"
+
+
+def test_the_small_build_answers_from_the_q4_0_model(edge: Edge) -> None:
+    r = chat(edge, "edge-small", max_tokens=12)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "SmolLM2-135M-Instruct.Q4_0"
+    assert "Paris" in body["choices"][0]["message"]["content"]
+    with httpx.stream(
+        "POST",
+        edge.urls["edge-small"] + "/v1/chat/completions",
+        json={"messages": QUESTION, "max_tokens": 6, "temperature": 0, "stream": True},
+        headers=AUTH,
+        timeout=300,
+    ) as streamed:
+        events = sse_data(streamed)
+    assert events[-1] == "[DONE]"
+    text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1])
+    assert text == body["choices"][0]["message"]["content"][: len(text)] and text
+    model = health(edge, "edge-small")["edge"]["model"]
+    assert model["wasm"] == "nimbus" and model["status"] == "ready"
+    # The model's bytes are in the heap once (read in place, not copied).
+    assert model["model_bytes"] < model["heap_used_bytes"] < model["model_bytes"] + 48 * 2**20
+    assert model["heap_bytes"] - model["heap_used_bytes"] <= 8 * 2**20
