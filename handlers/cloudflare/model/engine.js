@@ -18,6 +18,9 @@ const WAITER_STALE_MS = 2_000;
 // A running generation beats on every step of the wasm (a token, or a batch of prompt tokens).
 const HOLDER_STALE_MS = 30_000;
 
+// What a generation whose client went away "returns" (to nobody): it just stops.
+const ABANDONED = Object.freeze({ finishReason: "length", promptTokens: 0, completionTokens: 0 });
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 class Gate {
@@ -72,6 +75,7 @@ class Gate {
   }
 
   leave(ticket) {
+    ticket.released = true;
     if (this.holder === ticket) this.holder = null;
     this.waiting = this.waiting.filter((w) => w !== ticket);
   }
@@ -178,9 +182,12 @@ export class EdgeModel {
     const ticket = await this.gate.enter(this.settings.maxQueue, LIMITS.retry_after_s, signal);
     try {
       await this.ensureLoaded(bucket);
-      const steps = this.runtime.generate(body, isChat, () => (ticket.beat = Date.now()));
+      const runtime = this.runtime;
+      const steps = runtime.generate(body, isChat, () => (ticket.beat = Date.now()));
       try {
         for (;;) {
+          // Released (the client went away): the wasm may already be another request's.
+          if (ticket.released) return ABANDONED;
           const step = await steps.next();
           ticket.beat = Date.now();
           if (step.done) return step.value;
@@ -198,7 +205,7 @@ export class EdgeModel {
         this.runtime = null;
         throw error;
       } finally {
-        await steps.return(undefined);
+        if (!ticket.released) await steps.return(undefined);
       }
     } finally {
       this.gate.leave(ticket);
