@@ -10,8 +10,8 @@
 #
 # The edge's own model (EDGE_MODE=failover or always, docs/edge-inference.md): the GGUF is uploaded
 # to the R2 bucket bound as MODEL_BUCKET (created if missing) under EDGE_MODEL_KEY, from
-# EDGE_MODEL_FILE (default: the bundled SmolLM2-135M from `make install`). SKIP_MODEL_UPLOAD=1
-# keeps the object already there.
+# EDGE_MODEL_FILE (default: the bundled SmolLM2-135M re-quantized to Q4_0, made on first use).
+# SKIP_MODEL_UPLOAD=1 keeps the object already there.
 #
 # Secrets are read from the environment and uploaded with `wrangler secret put` (stdin, never on
 # the command line); unset ones are left as they are. Until EDGE_API_KEY is set the worker refuses
@@ -73,7 +73,9 @@ if [[ "${EDGE_MODE_VALUE:-off}" != "off" && -z "${SKIP_MODEL_UPLOAD:-}" ]]; then
   key="${EDGE_MODEL_KEY:-$(toml_value EDGE_MODEL_KEY)}"
   model="${EDGE_MODEL_FILE:-}"
   if [[ -z "$model" ]]; then
-    model="$(cd "$ROOT" && "$PYTHON" -c 'from core.sources.resolve import bundled_model_path; print(bundled_model_path())')"
+    # The bundled SmolLM2-135M re-quantized to Q4_0 (build/edge/, made once, ~10 s).
+    model="$ROOT/build/edge/SmolLM2-135M-Instruct.Q4_0.gguf"
+    [[ -f "$model" ]] || (cd "$ROOT" && "$PYTHON" -m handlers.cloudflare.requantize --output "$model")
   fi
   [[ -f "$model" ]] || { echo "EDGE_MODEL_FILE $model is not a file" >&2; exit 1; }
   wrangler r2 bucket create "$bucket" --config "$CONFIG" || echo "note: bucket $bucket not created (it may exist already)" >&2

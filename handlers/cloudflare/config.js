@@ -25,10 +25,10 @@ export const EDGE_MODES = ["off", "failover", "always"];
 // 128 MiB initial heap), or "nimbus", the 32-bit build made by deploy/cloudflare/edge-wasm.
 export const EDGE_WASMS = ["wllama", "nimbus"];
 const EDGE_DEFAULTS = {
-  wasm: "wllama",
-  modelKey: "SmolLM2-135M-Instruct.Q4_1.gguf",
+  wasm: "nimbus",
+  modelKey: "SmolLM2-135M-Instruct.Q4_0.gguf",
   maxQueue: 4,
-  maxTokens: 192,
+  maxTokens: 256,
   contextTokens: 512,
   batchTokens: 32,
 };

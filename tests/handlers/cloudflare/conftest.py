@@ -1,7 +1,7 @@
 """The edge worker in real workerd: bundled by the pinned wrangler exactly as `wrangler deploy`
 would upload it, then run by Miniflare 4 on loopback against real origins (our own server on the
 bundled model, plus small broken ones). Its R2 bucket is Miniflare's local one, holding the bundled
-model's GGUF for the instances that answer from a model of their own."""
+model's GGUF and its Q4_0 re-quantization for the instances that answer from a model of their own."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ WORKER_DIR = ROOT / "handlers" / "cloudflare"
 DEPLOY_DIR = ROOT / "deploy" / "cloudflare"
 HARNESS = Path(__file__).with_name("workerd_harness.mjs")
 EDGE_KEYS = ("edge-key-one", "edge-key-two")
-SMALL_MODEL_KEY = "SmolLM2-135M-Instruct.Q4_0.gguf"
+BUNDLED_MODEL_KEY = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ORIGIN_KEY = "origin-secret"
 AWS = {
     "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
@@ -195,23 +195,18 @@ def edge(
             "EDGE_MAX_TOKENS": "48",
             "EDGE_CONTEXT_TOKENS": "256",
         },
-        # The origin is up: forwarded as before, unless the client asks for the edge.
+        # The origin is up: forwarded as before, unless the client asks for the edge. This one
+        # runs the published wllama build on the bundled Q4_1 model.
         "edge-up": {
             **base,
             "INFERENCE_ORIGIN": origins.capture.url,
             "EDGE_MODE": "failover",
+            "EDGE_WASM": "wllama",
+            "EDGE_MODEL_KEY": BUNDLED_MODEL_KEY,
             "EDGE_MAX_TOKENS": "48",
             "EDGE_CONTEXT_TOKENS": "256",
         },
         "edge-always": {**base, "INFERENCE_ORIGIN": "", "EDGE_MODE": "always"},
-        # The path to 128 MB: our 32-bit build of llama.cpp and the model re-quantized to Q4_0.
-        "edge-small": {
-            **base,
-            "INFERENCE_ORIGIN": "",
-            "EDGE_MODE": "always",
-            "EDGE_WASM": "nimbus",
-            "EDGE_MODEL_KEY": SMALL_MODEL_KEY,
-        },
         "edge-no-model": {
             **base,
             "INFERENCE_ORIGIN": "",
@@ -221,7 +216,9 @@ def edge(
         "edge-bad-mode": {**base, "EDGE_MODE": "sometimes"},
     }
     model = bundled_model_path()
-    small = requantize(model, tmp_path_factory.mktemp("q4_0") / SMALL_MODEL_KEY)
+    small = requantize(
+        model, tmp_path_factory.mktemp("q4_0") / wrangler_config["vars"]["EDGE_MODEL_KEY"]
+    )
     bucket = wrangler_config["r2_buckets"][0]
     spec = {
         "packageJson": str(DEPLOY_DIR / "package.json"),
@@ -234,8 +231,8 @@ def edge(
             "bucket": bucket["bucket_name"],
             "binding": bucket["binding"],
             "objects": {
-                wrangler_config["vars"]["EDGE_MODEL_KEY"]: str(model),
-                SMALL_MODEL_KEY: str(small),
+                wrangler_config["vars"]["EDGE_MODEL_KEY"]: str(small),
+                BUNDLED_MODEL_KEY: str(model),
             },
         },
     }
