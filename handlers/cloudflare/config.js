@@ -28,8 +28,8 @@ const EDGE_DEFAULTS = {
   wasm: "nimbus",
   modelKey: "SmolLM2-135M-Instruct.Q4_0.gguf",
   maxQueue: 4,
-  maxTokens: 256,
-  contextTokens: 512,
+  maxTokens: 360,
+  contextTokens: 720,
   batchTokens: 32,
 };
 
