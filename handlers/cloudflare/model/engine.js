@@ -14,9 +14,13 @@ const RUNTIMES = { wllama: WllamaRuntime, nimbus: EdgeWasmRuntime };
 // also proves it is alive on each turn: a request that workerd cancelled (its client went away)
 // stops running its code, and its place is skipped instead of blocking the line for good.
 const POLL_MS = 20;
-const WAITER_STALE_MS = 2_000;
-// A running generation beats on every step of the wasm (a token, or a batch of prompt tokens).
-const HOLDER_STALE_MS = 30_000;
+// The holder beats after every step of the wasm (a token, a batch of prompt tokens, a chunk of the
+// model from R2). A waiter only runs when the holder yields, which it does right after beating,
+// so a live holder never looks stale; one whose request workerd dropped stops beating. The abort
+// event usually frees the model at once; this is the bound when it does not come.
+const HOLDER_STALE_MS = 10_000;
+// Waiters beat every POLL_MS, but not while another request's wasm step runs (one thread).
+const WAITER_STALE_MS = HOLDER_STALE_MS;
 
 // What a generation whose client went away "returns" (to nobody): it just stops.
 const ABANDONED = Object.freeze({ finishReason: "length", promptTokens: 0, completionTokens: 0 });
@@ -66,6 +70,9 @@ class Gate {
     for (;;) {
       await sleep(POLL_MS);
       ticket.beat = Date.now();
+      if (ticket.released) throw new EdgeError("engine_overloaded", "the client went away");
+      // Dropped as stale after a long pause of the whole isolate: back in line, at the end.
+      if (!this.waiting.includes(ticket)) this.waiting.push(ticket);
       if (!this.running && this.live()[0] === ticket) {
         this.waiting.shift();
         this.holder = ticket;
@@ -123,7 +130,7 @@ export class EdgeModel {
 
   // Called with the gate held, so only one load ever runs. A failed load leaves nothing behind:
   // the next request starts again from a fresh runtime.
-  async ensureLoaded(bucket) {
+  async ensureLoaded(bucket, beat) {
     if (this.state === "ready") return;
     this.state = "loading";
     const started = Date.now();
@@ -137,6 +144,7 @@ export class EdgeModel {
         );
       }
       const runtime = await RUNTIMES[this.settings.wasm].start();
+      beat();
       runtime.allocModel(object.size);
       let offset = 0;
       const reader = object.body.getReader();
@@ -145,6 +153,7 @@ export class EdgeModel {
         if (done) break;
         runtime.writeModel(value, offset);
         offset += value.byteLength;
+        beat();
       }
       if (offset !== object.size) throw new Error(`read ${offset} of ${object.size} model bytes`);
       const copiedMs = Date.now() - started;
@@ -181,9 +190,11 @@ export class EdgeModel {
   async *generate(bucket, body, isChat, signal) {
     const ticket = await this.gate.enter(this.settings.maxQueue, LIMITS.retry_after_s, signal);
     try {
-      await this.ensureLoaded(bucket);
+      const beat = () => (ticket.beat = Date.now());
+      await this.ensureLoaded(bucket, beat);
+      beat();
       const runtime = this.runtime;
-      const steps = runtime.generate(body, isChat, () => (ticket.beat = Date.now()));
+      const steps = runtime.generate(body, isChat, beat);
       try {
         for (;;) {
           // Released (the client went away): the wasm may already be another request's.
