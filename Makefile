@@ -27,6 +27,8 @@ WEB_DIR    := core/ui/npm
 WEB_STAMP  := $(WEB_DIR)/node_modules/.installed
 # The browser tests drive Debian's chromium (browser downloads from elsewhere are not possible).
 CHROMIUM   ?= /usr/bin/chromium
+# llama.cpp's WebAssembly build for the worker's own model, copied from the pinned npm package.
+EDGE_VENDOR := handlers/cloudflare/model/vendor/wllama.wasm
 
 .PHONY: install serve test test-unit lint typecheck clean bench browser vendor-ui
 
@@ -50,6 +52,9 @@ $(EDGE_STAMP): $(EDGE_DIR)/package.json $(EDGE_DIR)/package-lock.json
 	cd $(EDGE_DIR) && npm ci --prefer-offline --no-audit --no-fund
 	touch $@
 
+$(EDGE_VENDOR): $(EDGE_STAMP) $(EDGE_DIR)/vendor_wllama.mjs
+	node $(EDGE_DIR)/vendor_wllama.mjs
+
 $(WEB_STAMP): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
 	cd $(WEB_DIR) && npm ci --prefer-offline --no-audit --no-fund
 	touch $@
@@ -68,7 +73,7 @@ browser: $(CHROMIUM)
 vendor-ui: $(STAMP) $(WEB_STAMP)
 	$(BIN)/python -m core.ui.vendor
 
-install: $(STAMP) $(EDGE_STAMP) $(WEB_STAMP)
+install: $(STAMP) $(EDGE_STAMP) $(EDGE_VENDOR) $(WEB_STAMP)
 
 # compileall: an installed package ships bytecode (pip compiles at install); an editable checkout
 # gets it on first import, unless PYTHONDONTWRITEBYTECODE is set, and then every start recompiles
@@ -77,10 +82,10 @@ serve: $(STAMP)
 	$(BIN)/python -m compileall -q core handlers
 	$(BIN)/nimbus serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) $(EDGE_STAMP) $(WEB_STAMP) $(CHROMIUM)
+test: $(STAMP) $(EDGE_STAMP) $(EDGE_VENDOR) $(WEB_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
-test-unit: $(STAMP) $(EDGE_STAMP) $(WEB_STAMP) $(CHROMIUM)
+test-unit: $(STAMP) $(EDGE_STAMP) $(EDGE_VENDOR) $(WEB_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -m "not integration"
 
 # Side by side on this machine: raw llama-cpp-python, nimbus, llama_cpp.server, llama-server.
@@ -98,3 +103,22 @@ typecheck: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(EDGE_DIR)/node_modules \
 		$(WEB_DIR)/node_modules
+
+# The edge worker's own model (docs/edge-inference.md). edge-wasm rebuilds the committed 32-bit
+# llama.cpp WebAssembly (needs Debian's emscripten: apt-get install emscripten; ~20 minutes on
+# 2 cores). edge-q4_0 writes build/edge/SmolLM2-135M-Instruct.Q4_0.gguf and compares its quality
+# with the bundled Q4_1. edge-measure runs the model in workerd and prints its speed and memory
+# (EDGE_WASM=wllama|nimbus, EDGE_MODEL=path.gguf).
+.PHONY: edge-wasm edge-q4_0 edge-measure
+EDGE_WASM ?= nimbus
+EDGE_MODEL ?= build/edge/SmolLM2-135M-Instruct.Q4_0.gguf
+
+edge-wasm:
+	deploy/cloudflare/edge-wasm/build.sh
+
+edge-q4_0: $(STAMP)
+	$(BIN)/python -m handlers.cloudflare.requantize --quality
+
+edge-measure: $(STAMP) $(EDGE_STAMP) $(EDGE_VENDOR)
+	test -f $(EDGE_MODEL) || $(BIN)/python -m handlers.cloudflare.requantize --output $(EDGE_MODEL)
+	node $(EDGE_DIR)/measure_edge.mjs --model $(EDGE_MODEL) --wasm $(EDGE_WASM)

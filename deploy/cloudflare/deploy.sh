@@ -19,6 +19,12 @@ Environment:
   version never runs without them; unset ones keep their current value):
     EDGE_API_KEY ORIGIN_API_KEY AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
 
+The edge's own model (EDGE_MODE=failover or always, docs/edge-inference.md): the GGUF is uploaded
+to the R2 bucket bound as MODEL_BUCKET (created if missing) under EDGE_MODEL_KEY, from
+EDGE_MODEL_FILE (default: the bundled SmolLM2-135M re-quantized to Q4_0, made on first use);
+SKIP_MODEL_UPLOAD=1 keeps the object already there. Vars for it: EDGE_MODE EDGE_WASM
+EDGE_MODEL_KEY EDGE_MODEL_ID EDGE_MAX_QUEUE EDGE_MAX_TOKENS EDGE_CONTEXT_TOKENS EDGE_LOG.
+
 Without EDGE_API_KEY the worker refuses every request (fails closed) unless ALLOW_ANONYMOUS=true.
 USAGE
 }
@@ -27,7 +33,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 CONFIG="$ROOT/handlers/cloudflare/wrangler.toml"
 SECRETS=(EDGE_API_KEY ORIGIN_API_KEY AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN)
-VARS=(INFERENCE_ORIGIN ORIGIN_TIMEOUT_MS HEALTH_TIMEOUT_MS ALLOW_ANONYMOUS SIGV4 SIGV4_SERVICE AWS_REGION)
+VARS=(INFERENCE_ORIGIN ORIGIN_TIMEOUT_MS HEALTH_TIMEOUT_MS ALLOW_ANONYMOUS SIGV4 SIGV4_SERVICE AWS_REGION
+  EDGE_MODE EDGE_WASM EDGE_MODEL_KEY EDGE_MODEL_ID EDGE_MAX_QUEUE EDGE_MAX_TOKENS EDGE_CONTEXT_TOKENS
+  EDGE_LOG)
 
 action=deploy
 outdir=""
@@ -57,6 +65,14 @@ if [[ "$action" == delete ]]; then
   wrangler delete --config "$CONFIG"
   exit 0
 fi
+
+# llama.cpp's wasm for the edge's model, copied from the pinned npm package and checked byte for byte.
+node "$HERE/vendor_wllama.mjs"
+
+# A value from wrangler.toml's [vars] or [[r2_buckets]] (the first bucket), unless overridden.
+toml_value() {
+  sed -n "s/^$1 *= *\"\(.*\)\"/\1/p" "$CONFIG" | head -n 1
+}
 
 # The edge enforces core's limits: refuse to ship a limits.js that no longer matches them.
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
@@ -101,6 +117,21 @@ if [[ -z "${INFERENCE_ORIGIN:-}" ]]; then
 fi
 if [[ -z "${EDGE_API_KEY:-}" && "${ALLOW_ANONYMOUS:-}" != "true" ]]; then
   echo "note: EDGE_API_KEY not set; a worker that never had one refuses every request (500 edge_misconfigured)" >&2
+fi
+
+EDGE_MODE_VALUE="${EDGE_MODE:-$(toml_value EDGE_MODE)}"
+if [[ "${EDGE_MODE_VALUE:-off}" != "off" && -z "${SKIP_MODEL_UPLOAD:-}" ]]; then
+  bucket="$(toml_value bucket_name)"
+  key="${EDGE_MODEL_KEY:-$(toml_value EDGE_MODEL_KEY)}"
+  model="${EDGE_MODEL_FILE:-}"
+  if [[ -z "$model" ]]; then
+    # The bundled SmolLM2-135M re-quantized to Q4_0 (build/edge/, made once, ~10 s).
+    model="$ROOT/build/edge/SmolLM2-135M-Instruct.Q4_0.gguf"
+    [[ -f "$model" ]] || (cd "$ROOT" && "$PYTHON" -m handlers.cloudflare.requantize --output "$model")
+  fi
+  [[ -f "$model" ]] || { echo "EDGE_MODEL_FILE $model is not a file" >&2; exit 1; }
+  wrangler r2 bucket create "$bucket" --config "$CONFIG" || echo "note: bucket $bucket not created (it may exist already)" >&2
+  wrangler r2 object put "$bucket/$key" --file "$model" --remote --config "$CONFIG"
 fi
 
 wrangler deploy --config "$CONFIG" "${var_args[@]}" "${secret_args[@]}"

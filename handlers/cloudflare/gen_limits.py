@@ -17,9 +17,13 @@ from typing import Any
 
 from core.errors import (
     AuthenticationError,
+    ContextOverflowError,
+    EngineError,
+    EngineOverloadedError,
     InvalidJSONError,
     InvalidParameterError,
     InvalidRequestError,
+    ModelNotReadyError,
     NimbusError,
     NotFoundError,
     PayloadTooLargeError,
@@ -28,14 +32,17 @@ from core.settings import LimitSettings, load_settings
 
 TARGET = Path(__file__).with_name("limits.js")
 
-# The limits a request can be checked against without a model. max_queue / retry_after_s are the
-# origin's own business; max_tokens_default only matters where the engine runs.
+# The limits a request is checked against at the edge, plus what the edge's own model needs when it
+# answers (the default max_tokens, Retry-After when its queue is full). max_queue is the origin's
+# own: the edge runs one generation at a time with a queue of its own (EDGE_MAX_QUEUE).
 EDGE_LIMITS = (
     "max_body_bytes",
     "max_prompt_chars",
     "max_messages",
     "max_stop_sequences",
     "max_tokens_cap",
+    "max_tokens_default",
+    "retry_after_s",
 )
 
 # Error kinds the edge can produce itself, keyed by the name worker code uses.
@@ -46,6 +53,10 @@ EDGE_ERRORS: dict[str, type[NimbusError]] = {
     "authentication": AuthenticationError,
     "not_found": NotFoundError,
     "payload_too_large": PayloadTooLargeError,
+    "context_overflow": ContextOverflowError,
+    "engine_overloaded": EngineOverloadedError,
+    "model_not_ready": ModelNotReadyError,
+    "engine_error": EngineError,
 }
 
 

@@ -1,4 +1,5 @@
-// GET /api/health at the edge: the edge's own status plus every origin's /api/health.
+// GET /api/health at the edge: the edge's own status (and its model's, when it holds one: state,
+// wasm heap bytes, queue) plus every origin's /api/health. Never loads the model itself.
 import { callOrigin } from "./proxy.js";
 
 async function probe(origin, index, config) {
@@ -21,17 +22,21 @@ async function probe(origin, index, config) {
   }
 }
 
-export async function health(config, version) {
+export async function health(config, version, model) {
   const origins = await Promise.all(config.origins.map((origin, i) => probe(origin, i, config)));
   const ready = origins.find((o) => o.ok);
+  // The edge's model can answer unless its last load failed (the next request retries it).
+  const modelUp = model !== null && model.status !== "failed";
+  const edge = { status: "ok", version, origins: config.origins.length, mode: config.edge.mode };
+  if (model !== null) edge.model = model;
   const body = {
-    status: ready ? "ready" : "unavailable",
-    model: ready?.health?.model ?? null,
-    edge: { status: "ok", version, origins: config.origins.length },
+    status: ready || modelUp ? "ready" : "unavailable",
+    model: ready?.health?.model ?? (modelUp ? model.id : null),
+    edge,
     origins,
   };
   return new Response(JSON.stringify(body), {
-    status: ready ? 200 : 503,
+    status: ready || modelUp ? 200 : 503,
     headers: { "content-type": "application/json", "cache-control": "no-store" },
   });
 }

@@ -5,7 +5,9 @@ export const LIMITS = {
   "max_prompt_chars": 32768,
   "max_messages": 256,
   "max_stop_sequences": 4,
-  "max_tokens_cap": 2048
+  "max_tokens_cap": 2048,
+  "max_tokens_default": 256,
+  "retry_after_s": 1
 };
 
 export const ERRORS = {
@@ -38,5 +40,25 @@ export const ERRORS = {
     "status": 413,
     "type": "invalid_request_error",
     "code": "payload_too_large"
+  },
+  "context_overflow": {
+    "status": 400,
+    "type": "invalid_request_error",
+    "code": "context_length_exceeded"
+  },
+  "engine_overloaded": {
+    "status": 503,
+    "type": "server_error",
+    "code": "engine_overloaded"
+  },
+  "model_not_ready": {
+    "status": 503,
+    "type": "server_error",
+    "code": "model_not_ready"
+  },
+  "engine_error": {
+    "status": 500,
+    "type": "server_error",
+    "code": "engine_error"
   }
 };

@@ -22,6 +22,7 @@ const NOT_FORWARDED = new Set([
   "x-forwarded-proto",
   "x-real-ip",
   "forwarded",
+  "x-nimbus-route", // the client's choice of side, read at the edge
 ]);
 
 function isHopByHop(name, listed) {
@@ -61,6 +62,7 @@ export function clientResponseHeaders(response, originIndex) {
   }
   // Which origin answered, by position in INFERENCE_ORIGIN (never its address).
   out.set("x-nimbus-origin", String(originIndex));
+  out.set("x-nimbus-answered-by", "origin");
   return out;
 }
 
@@ -116,13 +118,22 @@ function describe(error) {
   return error?.message ? String(error.message) : String(error);
 }
 
+/** Every origin failed; thrown instead of the last answer when the edge's own model can answer. */
+export class OriginsFailed extends Error {
+  constructor(failures) {
+    super(`no inference origin answered (${failures.join("; ")})`);
+    this.failures = failures;
+  }
+}
+
 /**
  * Tries the origins in order. An origin that is down, times out or answers 5xx is skipped, which
  * is safe because nothing has been sent to the client yet; once a response is returned its body
  * is relayed as it arrives and never replayed, so a stream that has started is never retried. When every origin
- * fails, the last 5xx answer is passed on (it may carry Retry-After), else a 502.
+ * fails, the last 5xx answer is passed on (it may carry Retry-After), else a 502; with
+ * `fallback` set, OriginsFailed is thrown instead, so that the edge's model answers.
  */
-export async function forward(request, body, config) {
+export async function forward(request, body, config, { fallback = false } = {}) {
   const url = new URL(request.url);
   const call = {
     method: request.method,
@@ -141,7 +152,7 @@ export async function forward(request, body, config) {
       failures.push(`origin ${index}: ${describe(error)}`);
       continue;
     }
-    const last = index === config.origins.length - 1;
+    const last = index === config.origins.length - 1 && !fallback;
     if (response.status >= 500 && !last) {
       failures.push(`origin ${index}: HTTP ${response.status}`);
       await held?.response.body?.cancel();
@@ -150,6 +161,10 @@ export async function forward(request, body, config) {
     }
     await held?.response.body?.cancel();
     return relay(response, index, failures);
+  }
+  if (fallback) {
+    await held?.response.body?.cancel();
+    throw new OriginsFailed(failures);
   }
   if (held) return relay(held.response, held.index, failures);
   throw new EdgeError("origin_unavailable", `no inference origin answered (${failures.join("; ")})`);

@@ -152,3 +152,45 @@ def test_real_wrangler_dry_run_takes_the_secrets_file_and_hides_values(tmp_path:
     for name in ("EDGE_API_KEY", "ORIGIN_API_KEY"):
         assert any(f"env.{name} " in line and "(hidden)" in line for line in lines), name
     assert "secret-value-0123" not in proc.stdout + proc.stderr
+
+
+def test_an_edge_model_is_uploaded_to_r2_before_the_deploy(tmp_path: Path) -> None:
+    model = tmp_path / "tiny.gguf"
+    model.write_bytes(b"GGUF" + b"\0" * 60)
+    proc, calls = run_deploy(
+        tmp_path,
+        {
+            "CLOUDFLARE_API_TOKEN": "cf-token",
+            "EDGE_MODE": "failover",
+            "EDGE_WASM": "nimbus",
+            "EDGE_MODEL_KEY": "models/tiny.gguf",
+            "EDGE_MODEL_FILE": str(model),
+        },
+    )
+    assert proc.returncode == 0, proc.stderr
+    create, put, deploy = calls
+    assert create["argv"][:4] == ["r2", "bucket", "create", "nimbus-models"]
+    assert put["argv"][:4] == ["r2", "object", "put", "nimbus-models/models/tiny.gguf"]
+    assert put["argv"][put["argv"].index("--file") + 1] == str(model)
+    assert "--remote" in put["argv"]
+    assert deploy["argv"][0] == "deploy"
+    assert "EDGE_MODE:failover" in deploy["argv"] and "EDGE_WASM:nimbus" in deploy["argv"]
+
+
+def test_without_the_edge_model_nothing_goes_to_r2(tmp_path: Path) -> None:
+    proc, calls = run_deploy(tmp_path, {"CLOUDFLARE_API_TOKEN": "cf-token", "EDGE_MODE": "off"})
+    assert proc.returncode == 0, proc.stderr
+    assert [c["argv"][0] for c in calls] == ["deploy"]
+
+
+def test_a_missing_edge_model_file_stops_the_deploy(tmp_path: Path) -> None:
+    proc, calls = run_deploy(
+        tmp_path,
+        {
+            "CLOUDFLARE_API_TOKEN": "cf-token",
+            "EDGE_MODE": "always",
+            "EDGE_MODEL_FILE": str(tmp_path / "absent.gguf"),
+        },
+    )
+    assert proc.returncode != 0 and "absent.gguf is not a file" in proc.stderr
+    assert calls == []

@@ -1,6 +1,7 @@
 """The edge worker in real workerd: bundled by the pinned wrangler exactly as `wrangler deploy`
 would upload it, then run by Miniflare 4 on loopback against real origins (our own server on the
-bundled model, plus small broken ones)."""
+bundled model, plus small broken ones). Its R2 bucket is Miniflare's local one, holding the bundled
+model's GGUF and its Q4_0 re-quantization for the instances that answer from a model of their own."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from core.sources.resolve import bundled_model_path
+from handlers.cloudflare.requantize import requantize
 from tests.conftest import LiveServer, free_port
 from tests.handlers.cloudflare.origins import (
     CaptureOrigin,
@@ -35,6 +38,7 @@ WORKER_DIR = ROOT / "handlers" / "cloudflare"
 DEPLOY_DIR = ROOT / "deploy" / "cloudflare"
 HARNESS = Path(__file__).with_name("workerd_harness.mjs")
 EDGE_KEYS = ("edge-key-one", "edge-key-two")
+BUNDLED_MODEL_KEY = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ORIGIN_KEY = "origin-secret"
 AWS = {
     "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
@@ -99,6 +103,7 @@ class Origins:
 class Edge:
     urls: dict[str, str]
     origins: Origins
+    harness_pid: int
 
 
 def _read_urls(proc: subprocess.Popen[str], timeout: float) -> dict[str, str] | None:
@@ -180,13 +185,56 @@ def edge(
             "ALLOW_ANONYMOUS": "true",
             "INFERENCE_ORIGIN": origins.capture.url,
         },
+        # The edge's own model. Every origin down or broken: it answers. A small cap and context
+        # keep the tests short; one waiting request at most, so a third is refused.
+        "edge-failover": {
+            **base,
+            "INFERENCE_ORIGIN": f"{origins.down},{origins.broken}",
+            "EDGE_MODE": "failover",
+            "EDGE_MAX_QUEUE": "1",
+            "EDGE_MAX_TOKENS": "48",
+            "EDGE_CONTEXT_TOKENS": "256",
+        },
+        # The origin is up: forwarded as before, unless the client asks for the edge. This one
+        # runs the published wllama build on the bundled Q4_1 model.
+        "edge-up": {
+            **base,
+            "INFERENCE_ORIGIN": origins.capture.url,
+            "EDGE_MODE": "failover",
+            "EDGE_WASM": "wllama",
+            "EDGE_MODEL_KEY": BUNDLED_MODEL_KEY,
+            "EDGE_MAX_TOKENS": "48",
+            "EDGE_CONTEXT_TOKENS": "256",
+        },
+        "edge-always": {**base, "INFERENCE_ORIGIN": "", "EDGE_MODE": "always"},
+        "edge-no-model": {
+            **base,
+            "INFERENCE_ORIGIN": "",
+            "EDGE_MODE": "always",
+            "EDGE_MODEL_KEY": "models/absent.gguf",
+        },
+        "edge-bad-mode": {**base, "EDGE_MODE": "sometimes"},
     }
+    model = bundled_model_path()
+    small = requantize(
+        model, tmp_path_factory.mktemp("q4_0") / wrangler_config["vars"]["EDGE_MODEL_KEY"]
+    )
+    bucket = wrangler_config["r2_buckets"][0]
     spec = {
         "packageJson": str(DEPLOY_DIR / "package.json"),
         "script": str(worker_bundle),
         "compatibilityDate": wrangler_config["compatibility_date"],
         "compatibilityFlags": wrangler_config.get("compatibility_flags", []),
         "instances": instances,
+        "r2": {
+            "persist": str(tmp_path_factory.mktemp("r2")),
+            "bucket": bucket["bucket_name"],
+            "binding": bucket["binding"],
+            "objects": {
+                wrangler_config["vars"]["EDGE_MODEL_KEY"]: str(small),
+                BUNDLED_MODEL_KEY: str(model),
+            },
+        },
     }
     workdir = tmp_path_factory.mktemp("workerd")
     stderr = (workdir / "harness.log").open("w")
@@ -206,7 +254,7 @@ def edge(
         urls = _read_urls(proc, timeout=180)
         if urls is None:
             raise RuntimeError("workerd harness exited: " + (workdir / "harness.log").read_text())
-        yield Edge(urls=urls, origins=origins)
+        yield Edge(urls=urls, origins=origins, harness_pid=proc.pid)
     finally:
         if proc.stdin:
             proc.stdin.close()
