@@ -12,6 +12,7 @@ from core.api.errors import install_error_handlers
 from core.api.routes import native, openai
 from core.api.service import CompletionObserver, GenerationService
 from core.engine.base import Engine
+from core.http.admission import AdmissionGate, AdmissionMiddleware
 from core.http.body import BodyMiddleware
 from core.security import install_security
 from core.settings import Settings
@@ -42,6 +43,14 @@ def create_app(
         BodyMiddleware,
         max_bytes=settings.limits.max_body_bytes,
         max_json_depth=settings.security.max_json_depth,
+        timeout_s=settings.limits.body_timeout_s,
     )
+    # Outside the body middleware: a full engine is refused before the body is read.
+    app.state.admission = AdmissionGate(
+        settings.engine.slots + settings.limits.max_queue,
+        wait_s=settings.limits.admission_wait_ms / 1000,
+        retry_after=lambda: engine.stats().retry_after_s,
+    )
+    app.add_middleware(AdmissionMiddleware, gate=app.state.admission)
     install_security(app, settings)  # last: its CORS layer must be outermost
     return app

@@ -87,7 +87,29 @@ class LimitSettings(BaseModel):
         description="Requests allowed to wait for a free slot; beyond it -> 503.",
     )
     retry_after_s: int = Field(
-        1, ge=1, le=3600, description="Retry-After sent with 503 when the queue is full."
+        1,
+        ge=1,
+        le=3600,
+        description="Shortest Retry-After sent with 503 (the wait is estimated from the queue "
+        "depth and the measured token rate; this is also the value before any measurement).",
+    )
+    retry_after_max_s: int = Field(
+        60, ge=1, le=3600, description="Longest Retry-After sent with 503."
+    )
+    admission_wait_ms: int = Field(
+        50,
+        ge=0,
+        le=10_000,
+        description="How long a request that finds every slot and queue place taken waits for "
+        "one before it is refused with 503 (read before the body; 0 = refuse at once). Paces "
+        "clients that retry the moment they are refused.",
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Longest time to receive a whole request body; a slower or stalled upload "
+        "gets 408 and the connection is closed.",
     )
     max_tokens_default: int = Field(
         256, ge=1, le=131072, description="max_tokens when a request gives none."
@@ -114,6 +136,12 @@ class LimitSettings(BaseModel):
         le=100_000_000,
         description="Largest request body, checked before JSON parsing.",
     )
+
+    @model_validator(mode="after")
+    def _retry_after_range(self) -> LimitSettings:
+        if self.retry_after_max_s < self.retry_after_s:
+            raise ValueError("limits.retry_after_max_s must be >= limits.retry_after_s")
+        return self
 
 
 class ServerSettings(BaseModel):

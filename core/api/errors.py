@@ -61,6 +61,8 @@ def install_error_handlers(app: FastAPI) -> None:
             error.status = exc.status_code
             error.error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
             error.code = {405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        # Starlette's own headers (Allow on a 405) go out with the answer.
+        error.headers = {**(exc.headers or {}), **error.headers}
         return error_response(error)
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:

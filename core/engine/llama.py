@@ -95,6 +95,7 @@ class LlamaEngine:
             prefill_chunk=eng.prefill_chunk,
             max_waiting=self._settings.limits.max_queue,
             retry_after_s=self._settings.limits.retry_after_s,
+            retry_after_max_s=self._settings.limits.retry_after_max_s,
             prefix_cache=eng.prefix_cache,
             warm_up_token=max(model.bos, 0),
         )
@@ -166,9 +167,19 @@ class LlamaEngine:
     def stats(self) -> EngineStats:
         if self._scheduler is None:
             capacity = self._settings.engine.slots + self._settings.limits.max_queue
-            return EngineStats(active=0, waiting=0, capacity=capacity)
+            return EngineStats(
+                active=0,
+                waiting=0,
+                capacity=capacity,
+                retry_after_s=self._settings.limits.retry_after_s,
+            )
         s = self._scheduler.stats()
-        return EngineStats(active=s.active, waiting=s.waiting, capacity=self._scheduler.capacity)
+        return EngineStats(
+            active=s.active,
+            waiting=s.waiting,
+            capacity=self._scheduler.capacity,
+            retry_after_s=s.retry_after_s,
+        )
 
     def scheduler_stats(self) -> SchedulerStats | None:
         """Counters of the batching scheduler (prompt tokens seen/reused, decode steps)."""

@@ -70,3 +70,5 @@ class EngineStats:
     active: int
     waiting: int
     capacity: int
+    retry_after_s: int = 1
+    """Seconds a request refused now should wait (estimated from the queue and token rate)."""
