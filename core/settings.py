@@ -338,6 +338,13 @@ class RateLimitSettings(BaseModel):
     """Per-client limits (client = API key, or IP address when auth is off)."""
 
     enabled: bool = Field(True, description="Apply rate limits to the generation routes.")
+    exempt_loopback: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Clients keyed by address (auth off) that connect from a loopback address "
+        "are not rate limited: 'on', 'off', or 'auto' = 'on' when server.host is a loopback "
+        "address (`nimbus serve` on this machine), 'off' otherwise; platform adapters turn "
+        "'auto' into 'off'.",
+    )
     backend: Literal["memory", "dynamodb"] = Field(
         "memory",
         description="'memory' (sliding window, per process) or 'dynamodb' (shared by every "
@@ -473,6 +480,21 @@ class CorsSettings(BaseModel):
         return self
 
 
+class AwsClientSettings(BaseModel):
+    """AWS calls made while serving requests (the DynamoDB rate limiter, Secrets Manager and SSM
+    key loading): bounded so a slow or unreachable endpoint cannot hold requests for long."""
+
+    connect_timeout_s: float = Field(
+        1.0, gt=0, le=60, description="Connect timeout of each AWS call attempt."
+    )
+    read_timeout_s: float = Field(
+        2.0, gt=0, le=300, description="Read timeout of each AWS call attempt."
+    )
+    max_attempts: int = Field(
+        2, ge=1, le=10, description="Attempts per AWS call, the first included (standard retries)."
+    )
+
+
 class SecuritySettings(BaseModel):
     """Auth, rate limits, prompt checks, output filter and CORS (core/security)."""
 
@@ -481,6 +503,7 @@ class SecuritySettings(BaseModel):
     prompt: PromptSettings = Field(default_factory=PromptSettings)  # type: ignore[arg-type]
     output: OutputSettings = Field(default_factory=OutputSettings)  # type: ignore[arg-type]
     cors: CorsSettings = Field(default_factory=CorsSettings)  # type: ignore[arg-type]
+    aws_client: AwsClientSettings = Field(default_factory=AwsClientSettings)  # type: ignore[arg-type]
     max_json_depth: int = Field(
         64, ge=4, le=10000, description="Deepest JSON nesting accepted in a request body (400)."
     )

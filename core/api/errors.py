@@ -1,5 +1,8 @@
 """The one place where exceptions become HTTP responses, always in the OpenAI error shape
-(``core.http.errors`` writes the same shape for middleware that answers before FastAPI)."""
+(``core.http.errors`` writes the same shape for middleware that answers before FastAPI).
+
+Every error answer gives back the rate-limit quota its request was counted for: refusals and
+errors never use a client's quota, only admitted work does."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from core.errors import (
     NotFoundError,
 )
 from core.http.errors import error_body
+from core.security.guard import release_quota
 
 log = logging.getLogger("nimbus.api")
 
@@ -43,17 +47,19 @@ def validation_to_error(exc: RequestValidationError) -> NimbusError:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_nimbus(_: Request, exc: Exception) -> JSONResponse:
+    async def on_nimbus(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, NimbusError)
         if exc.status >= 500 and exc.status != 503:
             log.error("request failed: %s", exc.message)
+        await release_quota(request.scope)
         return error_response(exc)
 
-    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        await release_quota(request.scope)
         return error_response(validation_to_error(exc))
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         cls = _STATUS_ERRORS.get(exc.status_code)
         error = cls(str(exc.detail)) if cls else NimbusError(str(exc.detail))
@@ -63,10 +69,12 @@ def install_error_handlers(app: FastAPI) -> None:
             error.code = {405: "method_not_allowed"}.get(exc.status_code, "http_error")
         # Starlette's own headers (Allow on a 405) go out with the answer.
         error.headers = {**(exc.headers or {}), **error.headers}
+        await release_quota(request.scope)
         return error_response(error)
 
-    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
+        await release_quota(request.scope)
         return error_response(EngineError("internal server error"))
 
     app.add_exception_handler(NimbusError, on_nimbus)
