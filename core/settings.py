@@ -265,13 +265,6 @@ class ModalSettings(BaseModel):
 
 # --- security (core/security): one group, one sub-model per control ----------------------------
 
-_DEFAULT_INJECTION_PATTERNS = [
-    r"ignore\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above|earlier)\s+instructions",
-    r"disregard\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above)\s+(?:instructions|rules)",
-    r"(?:reveal|print|show|repeat)\s+(?:me\s+)?(?:your|the)\s+system\s+prompt",
-    r"\{\{.{0,200}?\}\}",
-]
-
 
 def _check_patterns(patterns: list[str]) -> list[str]:
     import re
@@ -404,13 +397,19 @@ class PromptSettings(BaseModel):
     )
     injection_policy: Literal["off", "warn", "block"] = Field(
         "warn",
-        description="On an injection pattern match: 'off' (no check), 'warn' (header + log) or "
-        "'block' (reject with 400).",
+        description="On a likely prompt injection: 'off' (no check), 'warn' (header + log) or "
+        "'block' (reject with 400). Quoted or explained mentions of a phrase do not count.",
+    )
+    injection_builtin: bool = Field(
+        True,
+        description="Use the built-in phrase families (ignore/disregard/forget previous "
+        "instructions, 'you are now', system-prompt extraction; several languages).",
     )
     injection_patterns: list[str] = Field(
-        default_factory=lambda: list(_DEFAULT_INJECTION_PATTERNS),
+        default_factory=list,
         max_length=100,
-        description="Case-insensitive regular expressions (JSON list in the environment).",
+        description="More regular expressions (JSON list), matched against the normalised text: "
+        "NFKC, zero-width and control characters removed, whitespace collapsed, case-folded.",
     )
 
     @field_validator("injection_patterns")
