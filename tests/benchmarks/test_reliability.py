@@ -24,7 +24,14 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
 
 @pytest.fixture(scope="module")
 def server(plan: Plan) -> Iterator[Server]:
-    env = {"NIMBUS_LIMITS__MAX_TOKENS_CAP": "16", "NIMBUS_LIMITS__MAX_TOKENS_DEFAULT": "8"}
+    env = {
+        "NIMBUS_LIMITS__MAX_TOKENS_CAP": "16",
+        "NIMBUS_LIMITS__MAX_TOKENS_DEFAULT": "8",
+        # One decode thread: on a busy shared CPU two threads wait on each other at every graph
+        # node and a 10-token answer can take longer than a smoke window (the mechanics under
+        # test do not depend on the thread count).
+        "NIMBUS_ENGINE__N_THREADS": "1",
+    }
     with serve(env, log_dir=plan.log_dir, name="smoke") as s:
         yield s
 
