@@ -498,7 +498,7 @@ ABUSE_ENV = {
     "NIMBUS_LIMITS__ADMISSION_WAIT_MS": "0",
     "NIMBUS_LIMITS__MAX_QUEUE": "0",
     "NIMBUS_ENGINE__SLOTS": "1",
-    # Speed is not under test here: one decode thread copes best with a busy shared CPU.
+    # Speed is not under test in this scenario: one decode thread copes best with a busy shared CPU.
     "NIMBUS_ENGINE__N_THREADS": "1",
 }
 

@@ -78,7 +78,7 @@ class AdmissionGate:
 
     def try_enter(self) -> bool:
         # No queue-jumping past live waiters: leave() hands a place to a waiter directly, so a
-        # place is free here only when nobody was waiting for it.
+        # place is free at this point only when nobody was waiting for it.
         if self.in_flight < self.capacity:
             self.in_flight += 1
             return True

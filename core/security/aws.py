@@ -1,7 +1,7 @@
 """AWS clients for calls made while serving requests (rate-limit table, key store): explicit
 connect/read timeouts and bounded retries, so a slow or unreachable endpoint holds a request for
 at most about attempts x (connect + read) seconds instead of botocore's 60 s reads and retries.
-boto3 is imported here only, inside the function, by the backends that need it."""
+boto3 is imported in this module only, inside the function, by the backends that need it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """One fast smoke run of each reliability scenario against a real `nimbus serve` (the figures
-and targets come from `make reliability`; here each scenario must run and its mechanics hold)."""
+and targets come from `make reliability`; in this smoke each scenario must run and its mechanics hold)."""
 
 from __future__ import annotations
 
