@@ -48,7 +48,7 @@ class Plan:
     @classmethod
     def quick(cls, log_dir: Path) -> Plan:
         return cls(
-            load_s=5.0,
+            load_s=8.0,
             flood_s=4.0,
             flood_rounds=1,
             warmup_s=1.0,

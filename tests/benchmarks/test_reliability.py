@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from benchmarks.reliability import scenarios
@@ -33,6 +34,9 @@ def server(plan: Plan) -> Iterator[Server]:
         "NIMBUS_ENGINE__N_THREADS": "1",
     }
     with serve(env, log_dir=plan.log_dir, name="smoke") as s:
+        # One answer first: the model's pages and the first decode are not what the smoke
+        # windows are for.
+        httpx.post(f"{s.base_url}/api/generate", json={"prompt": "hi", "maxTokens": 2}, timeout=300)
         yield s
 
 
