@@ -92,9 +92,9 @@ def markdown(report: dict[str, Any], command: str) -> str:
     if "rerun" in c:
         r = c["rerun"]
         lines.append(
-            f"Re-run of {', '.join(r.get('scenarios', []))} with `{r.get('command', '')}`: started "
-            f"{r['started']} (load average {r['load_average_at_start']} at start, "
-            f"{r.get('load_average_at_end')} at end)."
+            f"Re-run of {', '.join(r.get('scenarios', []))} with `{r.get('command', '')}` "
+            f"({r['server']}): started {r['started']} (load average "
+            f"{r['load_average_at_start']} at start, {r.get('load_average_at_end')} at end)."
         )
     lines += [
         "",
