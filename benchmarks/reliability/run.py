@@ -89,8 +89,7 @@ def markdown(report: dict[str, Any], command: str) -> str:
         f"{c.get('load_average_at_end')} at end); {c['server']}. "
         "The load generator runs on the same CPUs as the server.",
     ]
-    if "rerun" in c:
-        r = c["rerun"]
+    for r in c.get("reruns", []):
         lines.append(
             f"Re-run of {', '.join(r.get('scenarios', []))} with `{r.get('command', '')}` "
             f"({r['server']}): started {r['started']} (load average "
@@ -253,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     report["conditions"]["command"] = command.strip()
     if args.merge and previous.exists():
         old = json.loads(previous.read_text())
-        report["conditions"] = {**old["conditions"], "rerun": report["conditions"]}
+        reruns = [*old["conditions"].get("reruns", []), report["conditions"]]
+        report["conditions"] = {**old["conditions"], "reruns": reruns}
         report["scenarios"] = {**old["scenarios"], **report["scenarios"]}
     (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / f"{name}.md").write_text(markdown(report, command.strip()))
