@@ -30,7 +30,7 @@ CHROMIUM   ?= /usr/bin/chromium
 # llama.cpp's WebAssembly build for the worker's own model, copied from the pinned npm package.
 EDGE_VENDOR := handlers/cloudflare/model/vendor/wllama.wasm
 
-.PHONY: install serve test test-unit lint typecheck clean bench browser vendor-ui
+.PHONY: install serve test test-unit lint typecheck clean bench reliability browser vendor-ui
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -92,6 +92,14 @@ test-unit: $(STAMP) $(EDGE_STAMP) $(EDGE_VENDOR) $(WEB_STAMP) $(CHROMIUM)
 # Writes benchmarks/results/ (Markdown, JSON, PNG). BENCH_ARGS="--quick" for a short run.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# Load, overload flood, schema fuzz, disconnect storm, soak and an API-key / rate-limit abuse set
+# against a real `nimbus serve` on 127.0.0.1 (about 15 minutes; `make test` runs a smoke of
+# each). Writes benchmarks/results/reliability.md and .json. RELIABILITY_ARGS="--quick" for a
+# short run, "--only flood,abuse" for some scenarios, "--soak-s 480" for a longer soak.
+reliability: $(STAMP)
+	$(BIN)/python -m compileall -q core handlers
+	$(BIN)/python -m benchmarks.reliability $(RELIABILITY_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check core handlers tests benchmarks

@@ -15,6 +15,7 @@ from core.api.routes import embeddings, metrics, native, openai, tokenize
 from core.api.service import CompletionObserver, GenerationService, model_aliases
 from core.engine.base import Engine
 from core.engine.types import Completion
+from core.http.admission import AdmissionGate, AdmissionMiddleware
 from core.http.body import BodyMiddleware
 from core.http.observe import ObserveMiddleware
 from core.metrics.recorder import Recorder
@@ -81,7 +82,15 @@ def create_app(
         BodyMiddleware,
         max_bytes=settings.limits.max_body_bytes,
         max_json_depth=settings.security.max_json_depth,
+        timeout_s=settings.limits.body_timeout_s,
     )
+    # Outside the body middleware: a full engine is refused before the body is read.
+    app.state.admission = AdmissionGate(
+        settings.engine.slots + settings.limits.max_queue,
+        wait_s=settings.limits.admission_wait_ms / 1000,
+        retry_after=lambda: engine.stats().retry_after_s,
+    )
+    app.add_middleware(AdmissionMiddleware, gate=app.state.admission)
     install_security(app, settings)  # its CORS layer must be outside every layer that answers
     output = cast(Security, app.state.security).output
     request_log = None

@@ -74,6 +74,14 @@ class PayloadTooLargeError(NimbusError):
     code = "payload_too_large"
 
 
+class RequestTimeoutError(NimbusError):
+    """The request body did not arrive in time (a stalled or very slow upload)."""
+
+    status = 408
+    error_type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class RateLimitedError(NimbusError):
     status = 429
     error_type = "rate_limit_error"
@@ -81,7 +89,8 @@ class RateLimitedError(NimbusError):
 
 
 class EngineOverloadedError(NimbusError):
-    """The wait queue is full: the caller should retry soon (503 + Retry-After)."""
+    """Every slot and queue place is taken: the caller should retry after Retry-After (503).
+    Raised by the engine, and sent by the admission gate before the request body is read."""
 
     status = 503
     error_type = "server_error"

@@ -89,7 +89,29 @@ class LimitSettings(BaseModel):
         description="Requests allowed to wait for a free slot; beyond it -> 503.",
     )
     retry_after_s: int = Field(
-        1, ge=1, le=3600, description="Retry-After sent with 503 when the queue is full."
+        1,
+        ge=1,
+        le=3600,
+        description="Shortest Retry-After sent with 503 (the wait is estimated from the queue "
+        "depth and the measured token rate; this is also the value before any measurement).",
+    )
+    retry_after_max_s: int = Field(
+        60, ge=1, le=3600, description="Longest Retry-After sent with 503."
+    )
+    admission_wait_ms: int = Field(
+        50,
+        ge=0,
+        le=10_000,
+        description="How long a request that finds every slot and queue place taken waits for "
+        "one before it is refused with 503 (read before the body; 0 = refuse at once). Paces "
+        "clients that retry the moment they are refused.",
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Longest time to receive a whole request body; a slower or stalled upload "
+        "gets 408 and the connection is closed.",
     )
     max_tokens_default: int = Field(
         256, ge=1, le=131072, description="max_tokens when a request gives none."
@@ -133,6 +155,12 @@ class LimitSettings(BaseModel):
         description="Most tool calls one reply may make when parallel calls are allowed (the "
         "tool-call grammar stops there).",
     )
+
+    @model_validator(mode="after")
+    def _retry_after_range(self) -> LimitSettings:
+        if self.retry_after_max_s < self.retry_after_s:
+            raise ValueError("limits.retry_after_max_s must be >= limits.retry_after_s")
+        return self
 
 
 class EmbeddingSettings(BaseModel):
@@ -366,13 +394,6 @@ class UiSettings(BaseModel):
 
 # --- security (core/security): one group, one sub-model per control ----------------------------
 
-_DEFAULT_INJECTION_PATTERNS = [
-    r"ignore\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above|earlier)\s+instructions",
-    r"disregard\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above)\s+(?:instructions|rules)",
-    r"(?:reveal|print|show|repeat)\s+(?:me\s+)?(?:your|the)\s+system\s+prompt",
-    r"\{\{.{0,200}?\}\}",
-]
-
 
 def _check_patterns(patterns: list[str]) -> list[str]:
     import re
@@ -439,6 +460,13 @@ class RateLimitSettings(BaseModel):
     """Per-client limits (client = API key, or IP address when auth is off)."""
 
     enabled: bool = Field(True, description="Apply rate limits to the generation routes.")
+    exempt_loopback: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Clients keyed by address (auth off) that connect from a loopback address "
+        "are not rate limited: 'on', 'off', or 'auto' = 'on' when server.host is a loopback "
+        "address (`nimbus serve` on this machine), 'off' otherwise; platform adapters turn "
+        "'auto' into 'off'.",
+    )
     backend: Literal["memory", "dynamodb"] = Field(
         "memory",
         description="'memory' (sliding window, per process) or 'dynamodb' (shared by every "
@@ -498,13 +526,19 @@ class PromptSettings(BaseModel):
     )
     injection_policy: Literal["off", "warn", "block"] = Field(
         "warn",
-        description="On an injection pattern match: 'off' (no check), 'warn' (header + log) or "
-        "'block' (reject with 400).",
+        description="On a likely prompt injection: 'off' (no check), 'warn' (header + log) or "
+        "'block' (reject with 400). Quoted or explained mentions of a phrase do not count.",
+    )
+    injection_builtin: bool = Field(
+        True,
+        description="Use the built-in phrase families (ignore/disregard/forget previous "
+        "instructions, 'you are now', system-prompt extraction; several languages).",
     )
     injection_patterns: list[str] = Field(
-        default_factory=lambda: list(_DEFAULT_INJECTION_PATTERNS),
+        default_factory=list,
         max_length=100,
-        description="Case-insensitive regular expressions (JSON list in the environment).",
+        description="More regular expressions (JSON list), matched against the normalised text: "
+        "NFKC, zero-width and control characters removed, whitespace collapsed, case-folded.",
     )
 
     @field_validator("injection_patterns")
@@ -574,6 +608,21 @@ class CorsSettings(BaseModel):
         return self
 
 
+class AwsClientSettings(BaseModel):
+    """AWS calls made while serving requests (the DynamoDB rate limiter, Secrets Manager and SSM
+    key loading): bounded so a slow or unreachable endpoint cannot hold requests for long."""
+
+    connect_timeout_s: float = Field(
+        1.0, gt=0, le=60, description="Connect timeout of each AWS call attempt."
+    )
+    read_timeout_s: float = Field(
+        2.0, gt=0, le=300, description="Read timeout of each AWS call attempt."
+    )
+    max_attempts: int = Field(
+        2, ge=1, le=10, description="Attempts per AWS call, the first included (standard retries)."
+    )
+
+
 class SecuritySettings(BaseModel):
     """Auth, rate limits, prompt checks, output filter and CORS (core/security)."""
 
@@ -582,6 +631,7 @@ class SecuritySettings(BaseModel):
     prompt: PromptSettings = Field(default_factory=PromptSettings)  # type: ignore[arg-type]
     output: OutputSettings = Field(default_factory=OutputSettings)  # type: ignore[arg-type]
     cors: CorsSettings = Field(default_factory=CorsSettings)  # type: ignore[arg-type]
+    aws_client: AwsClientSettings = Field(default_factory=AwsClientSettings)  # type: ignore[arg-type]
     max_json_depth: int = Field(
         64, ge=4, le=10000, description="Deepest JSON nesting accepted in a request body (400)."
     )

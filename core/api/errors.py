@@ -1,5 +1,8 @@
 """The one place where exceptions become HTTP responses, always in the OpenAI error shape
-(``core.http.errors`` writes the same shape for middleware that answers before FastAPI)."""
+(``core.http.errors`` writes the same shape for middleware that answers before FastAPI).
+
+Every error answer gives back the rate-limit quota its request was counted for: refusals and
+errors never use a client's quota, only admitted work does."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from core.errors import (
 )
 from core.http.errors import error_body
 from core.http.observe import note_error
+from core.security.guard import release_quota
 
 log = logging.getLogger("nimbus.api")
 
@@ -84,12 +88,14 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status >= 500 and exc.status != 503:
             log.error("request failed: %s", exc.message)
         note_error(request.scope, exc.code)
+        await release_quota(request.scope)
         return error_response(exc)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         error = validation_to_error(exc)
         note_error(request.scope, error.code)
+        await release_quota(request.scope)
         return error_response(error)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
@@ -100,13 +106,17 @@ def install_error_handlers(app: FastAPI) -> None:
             error.status = exc.status_code
             error.error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
             error.code = {405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        # Starlette's own headers (Allow on a 405) go out with the answer.
+        error.headers = {**(exc.headers or {}), **error.headers}
         note_error(request.scope, error.code)
+        await release_quota(request.scope)
         return error_response(error)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         error = EngineError("internal server error")
         note_error(request.scope, error.code)
+        await release_quota(request.scope)
         return error_response(error)
 
     app.add_exception_handler(NimbusError, on_nimbus)

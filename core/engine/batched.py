@@ -27,6 +27,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -127,6 +128,40 @@ class SchedulerStats:
     placed: int = 0  # requests that got a slot
     reuse_hits: int = 0  # of which reused at least one cached prompt token
     kv_cells_used: int = 0
+    tokens_per_s: float = 0.0
+    """Generated tokens per second of decoding, all slots together (recent, smoothed)."""
+    tokens_per_request: float = 0.0
+    """Completion tokens of recently finished requests (smoothed)."""
+    retry_after_s: int = 1
+    """How long a refused request should wait: see ``BatchScheduler.retry_after_s``."""
+
+
+class Throughput:
+    """Recent generation speed, written by the engine thread only and read by any thread
+    without a lock (float assignments are atomic): tokens per second of decode steps, folded
+    into a moving average every ``period_s`` of step time, and tokens per finished request."""
+
+    def __init__(self, period_s: float = 0.5, weight: float = 0.3) -> None:
+        self.period_s = period_s
+        self.weight = weight
+        self.tokens_per_s = 0.0
+        self.tokens_per_request = 0.0
+        self._tokens = 0
+        self._seconds = 0.0
+
+    def step(self, tokens: int, seconds: float) -> None:
+        self._tokens += tokens
+        self._seconds += seconds
+        if self._seconds >= self.period_s:
+            rate = self._tokens / self._seconds
+            self.tokens_per_s = self._blend(self.tokens_per_s, rate)
+            self._tokens, self._seconds = 0, 0.0
+
+    def finished(self, tokens: int) -> None:
+        self.tokens_per_request = self._blend(self.tokens_per_request, float(max(tokens, 1)))
+
+    def _blend(self, old: float, new: float) -> float:
+        return new if old <= 0 else old + self.weight * (new - old)
 
 
 class BatchScheduler:
@@ -139,6 +174,7 @@ class BatchScheduler:
         prefill_chunk: int,
         max_waiting: int,
         retry_after_s: int,
+        retry_after_max_s: int = 60,
         prefix_cache: bool = True,
         warm_up_token: int | None = None,
     ) -> None:
@@ -150,7 +186,9 @@ class BatchScheduler:
         self._max_waiting = max_waiting
         self._prefix_cache = prefix_cache
         self._warm_up_token = warm_up_token
-        self._retry_after = str(retry_after_s)
+        self._retry_floor = retry_after_s
+        self._retry_cap = max(retry_after_s, retry_after_max_s)
+        self.throughput = Throughput()
         self._queue: deque[Job] = deque()
         self._tasks: deque[EngineTask] = deque()
         self._cond = threading.Condition()
@@ -162,6 +200,7 @@ class BatchScheduler:
         self._steps = 0
         self._admitted = 0
         self._reuse_hits = 0
+        self._generated = 0
 
     # -- any thread ---------------------------------------------------------------------------
     @property
@@ -178,10 +217,11 @@ class BatchScheduler:
                 raise ModelNotReadyError("server is shutting down")
             # Every slot busy and max_waiting more queued: refuse at once rather than hang.
             if self._active + len(self._queue) >= self.capacity:
+                retry = self.retry_after_s()
                 raise EngineOverloadedError(
                     f"the engine is busy ({self._active} running, {len(self._queue)} waiting); "
-                    "retry shortly",
-                    headers={"Retry-After": self._retry_after},
+                    f"retry in {retry} s",
+                    headers={"Retry-After": str(retry)},
                 )
             self._queue.append(job)
             self._cond.notify_all()
@@ -195,10 +235,22 @@ class BatchScheduler:
             if len(self._tasks) >= max(1, self._max_waiting):
                 raise EngineOverloadedError(
                     f"the engine is busy ({len(self._tasks)} tasks waiting); retry shortly",
-                    headers={"Retry-After": self._retry_after},
+                    headers={"Retry-After": str(self.retry_after_s())},
                 )
             self._tasks.append(task)
             self._cond.notify_all()
+
+    def retry_after_s(self) -> int:
+        """Seconds until a request refused now would likely find a place: the queued requests
+        plus one must finish first, at (tokens per second) / (tokens per request) requests per
+        second. Within [retry_after_s, retry_after_max_s]; the floor until anything is measured.
+        Reads without the lock: an estimate needs no consistent snapshot."""
+        rate = self.throughput.tokens_per_s
+        per_request = self.throughput.tokens_per_request
+        if rate <= 0 or per_request <= 0:
+            return self._retry_floor
+        wait = (len(self._queue) + 1) * per_request / rate
+        return min(self._retry_cap, max(self._retry_floor, math.ceil(wait)))
 
     def stats(self) -> SchedulerStats:
         # Slot lengths and cell runs are read while the engine thread runs: the gauge can be a
@@ -214,6 +266,9 @@ class BatchScheduler:
                 self._admitted,
                 self._reuse_hits,
                 cells,
+                self.throughput.tokens_per_s,
+                self.throughput.tokens_per_request,
+                self.retry_after_s(),
             )
 
     def close(self) -> list[Job]:
@@ -236,8 +291,12 @@ class BatchScheduler:
                 self._admit()
                 self._retire_cancelled()
                 if any(s.run is not None for s in self._slots):
+                    started, before = time.perf_counter(), self._generated
                     try:
                         self._step()
+                        self.throughput.step(
+                            self._generated - before, time.perf_counter() - started
+                        )
                     except Exception as exc:
                         # Fail the requests in flight, keep serving the next ones.
                         log.exception("decode step failed")
@@ -502,6 +561,7 @@ class BatchScheduler:
         run.count += 1
         piece = self._model.piece(token)
         text, hit = run.stops.push(run.decoder.decode(piece))
+        self._generated += 1
         run.pieces.append(text)
         if run.plain:
             job.stream.emit(text)
@@ -537,6 +597,8 @@ class BatchScheduler:
         run.sampler.close()
         slot.run = None
         slot.last_used = time.monotonic()
+        if reason != "cancelled":
+            self.throughput.finished(run.count)
         with self._cond:
             self._active -= 1
         group = run.group

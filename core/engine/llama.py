@@ -115,6 +115,7 @@ class LlamaEngine:
             prefill_chunk=eng.prefill_chunk,
             max_waiting=self._settings.limits.max_queue,
             retry_after_s=self._settings.limits.retry_after_s,
+            retry_after_max_s=self._settings.limits.retry_after_max_s,
             prefix_cache=eng.prefix_cache,
             warm_up_token=max(model.bos, 0),
         )
@@ -192,7 +193,13 @@ class LlamaEngine:
         slots = self._settings.engine.slots
         if self._scheduler is None:
             capacity = slots + self._settings.limits.max_queue
-            return EngineStats(active=0, waiting=0, capacity=capacity, slots=slots)
+            return EngineStats(
+                active=0,
+                waiting=0,
+                capacity=capacity,
+                slots=slots,
+                retry_after_s=self._settings.limits.retry_after_s,
+            )
         s = self._scheduler.stats()
         return EngineStats(
             active=s.active,
@@ -207,6 +214,7 @@ class LlamaEngine:
             reused_tokens=s.reused_tokens,
             decode_calls=s.steps,
             load_seconds=self._load_seconds,
+            retry_after_s=s.retry_after_s,
         )
 
     def scheduler_stats(self) -> SchedulerStats | None:

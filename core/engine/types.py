@@ -152,6 +152,9 @@ class EngineStats:
     load_seconds: float | None = None
     """How long loading the model took; None until it has loaded."""
 
+    retry_after_s: int = 1
+    """Seconds a request refused now should wait (estimated from the queue and token rate)."""
+
 
 @dataclass(frozen=True)
 class Embeddings:

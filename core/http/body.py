@@ -1,17 +1,26 @@
 """The one middleware that reads request bodies: bounded, checked, then replayed to the app.
 
 Before anything parses a request: header values without control characters, a body no larger
-than ``max_bytes`` (Content-Length or chunked; nothing larger is ever held in memory), and a JSON
-body that is valid UTF-8 with bounded nesting (deep nesting would otherwise reach Python's
+than ``max_bytes`` (Content-Length or chunked; nothing larger is ever held in memory) that
+arrives whole within ``timeout_s`` (a body shorter than its Content-Length, or trickled byte by
+byte, would otherwise hold the connection and its coroutine until the client gives up), and a
+JSON body that is valid UTF-8 with bounded nesting (deep nesting would otherwise reach Python's
 recursion limit inside the JSON parser)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.errors import InvalidJSONError, InvalidRequestError, NimbusError, PayloadTooLargeError
+from core.errors import (
+    InvalidJSONError,
+    InvalidRequestError,
+    NimbusError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+)
 from core.http.errors import send_error
 from core.http.observe import note_error
 
@@ -21,10 +30,13 @@ _HEADER_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class BodyMiddleware:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, max_json_depth: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, max_json_depth: int, timeout_s: float = 30.0
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_json_depth = max_json_depth
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,18 +54,27 @@ class BodyMiddleware:
             return
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(scope, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        await self._too_large(scope, send)
+                        return
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            timeout = RequestTimeoutError(
+                f"the request body did not arrive within {self.timeout_s:g} s "
+                f"({size} bytes received)"
+            )
+            await self._refuse(scope, send, timeout, close=True)
+            return
         body = b"".join(chunks)
         if _is_json(scope) and (error := self._check_json(body)) is not None:
             await self._refuse(scope, send, error)

@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from core.security.aws import aws_client
 from core.security.ratelimit import Decision
-from core.settings import RateLimitSettings
+from core.settings import AwsClientSettings, RateLimitSettings
 
 log = logging.getLogger("nimbus.security")
 
@@ -33,6 +34,7 @@ class DynamoRateLimiter:
         settings: RateLimitSettings,
         client: Any = None,
         clock: Callable[[], float] = time.time,
+        aws: AwsClientSettings | None = None,
     ) -> None:
         assert settings.dynamodb_table
         self.table = settings.dynamodb_table
@@ -42,11 +44,10 @@ class DynamoRateLimiter:
         self.fail_open = settings.on_backend_error == "allow"
         self._clock = clock
         if client is None:
-            import boto3  # only deployments that use this backend need boto3
-
-            client = boto3.client(
+            client = aws_client(
                 "dynamodb",
-                region_name=settings.dynamodb_region,
+                aws or AwsClientSettings.model_validate({}),
+                region=settings.dynamodb_region,
                 endpoint_url=settings.dynamodb_endpoint_url,
             )
         self._client: Any = client
@@ -94,7 +95,9 @@ class DynamoRateLimiter:
         used = int(item.get("requests", {}).get("N", "1"))
         tokens = int(item.get("tokens", {}).get("N", "0"))
         tokens_left = self.token_limit - tokens if self.token_limit else 0
-        return Decision(True, self.limit, self.limit - used, reset, self.token_limit, tokens_left)
+        return Decision(
+            True, self.limit, self.limit - used, reset, self.token_limit, tokens_left, stamp=now
+        )
 
     def _backend_failed(self, exc: Exception, reset: float) -> Decision:
         log.error("rate-limit table %s failed: %s", self.table, type(exc).__name__)
@@ -120,8 +123,32 @@ class DynamoRateLimiter:
         except (ClientError, BotoCoreError) as exc:
             log.error("rate-limit table %s: charging tokens failed: %s", self.table, exc)
 
+    def refund_sync(self, client: str, decision: Decision) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not decision.allowed or not decision.stamp:
+            return  # refused, or admitted without the table (fail-open): nothing was counted
+        start, _ = self._window(decision.stamp)
+        try:
+            self._client.update_item(
+                TableName=self.table,
+                Key=self._key(client, start),
+                UpdateExpression="ADD #r :minus",
+                ConditionExpression="attribute_exists(#r) AND #r > :zero",
+                ExpressionAttributeNames={"#r": "requests"},
+                ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                log.error("rate-limit table %s: refund failed: %s", self.table, exc)
+        except BotoCoreError as exc:
+            log.error("rate-limit table %s: refund failed: %s", self.table, exc)
+
     async def hit(self, client: str) -> Decision:
         return await asyncio.to_thread(self.hit_sync, client)
+
+    async def refund(self, client: str, decision: Decision) -> None:
+        await asyncio.to_thread(self.refund_sync, client, decision)
 
     async def charge(self, client: str, tokens: int) -> None:
         await asyncio.to_thread(self.charge_sync, client, tokens)

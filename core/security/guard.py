@@ -3,6 +3,10 @@
 ``Security`` is built once per app from settings (app.state.security). The FastAPI dependency
 ``request_security`` authenticates the caller, applies the rate limit and hands the route a
 ``RequestSecurity`` that sanitizes prompt text, redacts output and charges tokens.
+
+Quota is used only by admitted work: the request counted by the rate limit is held in the
+request scope, and an error answer (``release_quota``, called by the error handlers) gives it
+back, so a 503, a 400 or a 500 never costs the client a request of its window.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import AsyncIterator, Coroutine
+import re
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -24,7 +29,7 @@ from core.http.observe import note_facts
 from core.security.keys import KeyRing, require_configured
 from core.security.output import OutputFilter
 from core.security.prompt import PromptGuard, PromptReport
-from core.security.ratelimit import MemoryRateLimiter, NoRateLimit, RateLimiter
+from core.security.ratelimit import Decision, MemoryRateLimiter, NoRateLimit, RateLimiter
 from core.settings import Settings
 
 log = logging.getLogger("nimbus.security")
@@ -51,13 +56,28 @@ def auth_required(settings: Settings) -> bool:
     return mode == "on"
 
 
+def exempt_loopback(settings: Settings) -> bool:
+    """Whether address-keyed clients on a loopback address skip the rate limit: 'on' / 'off',
+    'auto' -> yes when the server binds a loopback address (only local processes can reach it,
+    and they are the operator's own)."""
+    mode = settings.security.rate_limit.exempt_loopback
+    if mode == "auto":
+        return is_loopback(settings.server.host)
+    return mode == "on"
+
+
 def adapter_defaults(settings: Settings) -> Settings:
     """Settings as a platform adapter (Lambda, Modal) should use them: API keys are required
-    unless the operator set ``NIMBUS_SECURITY__AUTH__MODE=off`` explicitly."""
-    auth = settings.security.auth
-    if auth.mode != "auto":
-        return settings
-    security = settings.security.model_copy(update={"auth": auth.model_copy(update={"mode": "on"})})
+    unless the operator set ``NIMBUS_SECURITY__AUTH__MODE=off`` explicitly, and loopback
+    clients are rate limited like any other (behind the Lambda Web Adapter every request comes
+    from 127.0.0.1) unless ``NIMBUS_SECURITY__RATE_LIMIT__EXEMPT_LOOPBACK=on``."""
+    sec = settings.security
+    auth, rl = sec.auth, sec.rate_limit
+    if auth.mode == "auto":
+        auth = auth.model_copy(update={"mode": "on"})
+    if rl.exempt_loopback == "auto":
+        rl = rl.model_copy(update={"exempt_loopback": "off"})
+    security = sec.model_copy(update={"auth": auth, "rate_limit": rl})
     return settings.model_copy(update={"security": security})
 
 
@@ -68,7 +88,7 @@ def build_limiter(settings: Settings) -> RateLimiter:
     if rl.backend == "dynamodb":
         from core.security.dynamo import DynamoRateLimiter
 
-        return DynamoRateLimiter(rl)
+        return DynamoRateLimiter(rl, aws=settings.security.aws_client)
     return MemoryRateLimiter(rl)
 
 
@@ -79,10 +99,11 @@ class Security:
         """``trusted``: for callers their platform already authenticated (a Modal method, the
         CLI): prompt checks and output redaction as configured, no API key, no rate limit."""
         self.auth_required = auth_required(settings) and not trusted
-        self.keys = KeyRing(settings.security.auth)
+        self.keys = KeyRing(settings.security.auth, aws=settings.security.aws_client)
         if self.auth_required:
             require_configured(self.keys)
         self.rate_limited = settings.security.rate_limit.enabled and not trusted
+        self.exempt_loopback = exempt_loopback(settings)
         if limiter is None:
             limiter = NoRateLimit() if trusted else build_limiter(settings)
         self.limiter = limiter
@@ -94,7 +115,7 @@ class Security:
         """The rate-limit identity: 'key:<key id>' when auth is on, else 'ip:<address>'."""
         if not self.auth_required:
             return f"ip:{request.client.host if request.client else 'unknown'}"
-        presented = presented_key(request)
+        presented = presented_key(request.headers)
         kid = await self.keys.match(presented) if presented else None
         if kid is None:
             # Same answer for a missing, malformed or unknown key: no hint which part was wrong.
@@ -104,6 +125,14 @@ class Security:
             )
         return f"key:{kid}"
 
+    def limits(self, client: str) -> bool:
+        """Whether ``client`` is rate limited (not so: a loopback address when exempt)."""
+        if not self.rate_limited:
+            return False
+        if self.exempt_loopback and client.startswith("ip:"):
+            return not is_loopback(client[3:])
+        return True
+
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run bookkeeping that must not be lost when a streaming response is cancelled."""
         task = asyncio.get_running_loop().create_task(work)
@@ -111,14 +140,40 @@ class Security:
         task.add_done_callback(self._background.discard)
 
 
-def presented_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
-    if auth:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        return token.strip() or None
-    return request.headers.get("x-api-key") or None
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The API key a request carries: the token of ``Authorization: Bearer <key>``, else
+    ``x-api-key``. Another Authorization scheme (AWS SigV4 from an edge or for an IAM function
+    URL) does not hide x-api-key; both values are trimmed the same way (spaces and tabs)."""
+    parts = _SCHEME_AND_TOKEN.fullmatch((headers.get("authorization") or "").strip(" \t"))
+    if parts and parts.group(1).lower() == "bearer":
+        return parts.group(2)
+    return (headers.get("x-api-key") or "").strip(" \t") or None
+
+
+_SCHEME_AND_TOKEN = re.compile(r"([^ \t]+)[ \t]+([^ \t].*?)")
+
+
+QUOTA_SCOPE_KEY = "nimbus.quota"
+
+
+@dataclass(frozen=True)
+class _QuotaHold:
+    limiter: RateLimiter
+    client: str
+    decision: Decision
+
+
+async def release_quota(scope: Mapping[str, Any]) -> None:
+    """The request is answered with an error or a refusal: give back the request the rate limit
+    counted for it (once; later calls do nothing)."""
+    hold = cast("_QuotaHold | None", scope.get(QUOTA_SCOPE_KEY))
+    if hold is None:
+        return
+    cast(dict[str, Any], scope)[QUOTA_SCOPE_KEY] = None
+    await hold.limiter.refund(hold.client, hold.decision)
+    headers = response_headers(cast(dict[str, Any], scope))
+    if "X-RateLimit-Remaining" in headers:
+        headers["X-RateLimit-Remaining"] = str(max(0, hold.decision.remaining) + 1)
 
 
 @dataclass
@@ -204,7 +259,7 @@ async def request_security(
     security = cast(Security, request.app.state.security)
     client = await security.identify(request)
     headers = response_headers(request.scope)
-    if security.rate_limited:
+    if security.limits(client):
         decision = await security.limiter.hit(client)
         headers.update(decision.headers())
         if not decision.allowed:
@@ -212,6 +267,7 @@ async def request_security(
                 f"rate limit exceeded; retry in {decision.headers()['Retry-After']} s",
                 headers=decision.headers(),
             )
+        request.scope[QUOTA_SCOPE_KEY] = _QuotaHold(security.limiter, client, decision)
     sec = RequestSecurity(security, client, _headers=headers)
     note_facts(request.scope, sec)  # client and redactions for the request's log and metrics
     return sec

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import AuthUnavailableError, SecurityConfigError
-from core.settings import AuthSettings
+from core.security.aws import aws_client
+from core.settings import AuthSettings, AwsClientSettings
 
 log = logging.getLogger("nimbus.security")
 
@@ -85,23 +86,18 @@ def _file_loader(path: Path) -> Loader:
     return load
 
 
-def _aws_client(service: str, region: str | None) -> Any:
-    import boto3  # only deployments that keep keys in AWS need boto3
-
-    return boto3.client(service, region_name=region)  # type: ignore[call-overload]
-
-
-def _secret_loader(secret_id: str, region: str | None) -> Loader:
+def _secret_loader(secret_id: str, region: str | None, aws: AwsClientSettings) -> Loader:
     def load() -> list[str]:
-        value = _aws_client("secretsmanager", region).get_secret_value(SecretId=secret_id)
+        client = aws_client("secretsmanager", aws, region=region)
+        value = client.get_secret_value(SecretId=secret_id)
         return split_keys(str(value.get("SecretString") or ""))
 
     return load
 
 
-def _ssm_loader(name: str, region: str | None) -> Loader:
+def _ssm_loader(name: str, region: str | None, aws: AwsClientSettings) -> Loader:
     def load() -> list[str]:
-        value = _aws_client("ssm", region).get_parameter(Name=name, WithDecryption=True)
+        value = aws_client("ssm", aws, region=region).get_parameter(Name=name, WithDecryption=True)
         return split_keys(str(value["Parameter"]["Value"]))
 
     return load
@@ -110,7 +106,14 @@ def _ssm_loader(name: str, region: str | None) -> Loader:
 class KeyRing:
     """The accepted key digests, refreshed from the configured sources."""
 
-    def __init__(self, settings: AuthSettings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: AuthSettings,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        aws: AwsClientSettings | None = None,
+    ) -> None:
+        aws = aws or AwsClientSettings.model_validate({})
         self._clock = clock
         self._refresh_s = settings.refresh_s
         self._static: list[bytes] = []
@@ -127,14 +130,14 @@ class KeyRing:
             self._loaders.append(
                 (
                     f"secret {settings.aws_secret_id}",
-                    _secret_loader(settings.aws_secret_id, settings.aws_region),
+                    _secret_loader(settings.aws_secret_id, settings.aws_region, aws),
                 )
             )
         if settings.aws_ssm_parameter:
             self._loaders.append(
                 (
                     f"parameter {settings.aws_ssm_parameter}",
-                    _ssm_loader(settings.aws_ssm_parameter, settings.aws_region),
+                    _ssm_loader(settings.aws_ssm_parameter, settings.aws_region, aws),
                 )
             )
         self._loaded: dict[str, list[bytes]] = {}

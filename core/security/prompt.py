@@ -1,5 +1,6 @@
 """Prompt checks (the seed's sanitizePrompt as a policy): length, control characters and
-injection patterns, applied to every text field a request carries."""
+likely prompt injection (core.security.injection), applied to every text field a request
+carries."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 from core.errors import PayloadTooLargeError, PromptRejectedError
+from core.security.injection import InjectionDetector
 from core.settings import PromptSettings
 
 log = logging.getLogger("nimbus.security")
@@ -27,7 +29,9 @@ class PromptGuard:
     def __init__(self, settings: PromptSettings, max_chars: int) -> None:
         self.settings = settings
         self.max_chars = max_chars
-        self.patterns = [re.compile(p, re.IGNORECASE) for p in settings.injection_patterns]
+        self.detector = InjectionDetector(
+            builtin=settings.injection_builtin, extra=settings.injection_patterns
+        )
 
     def check(self, text: str, param: str, report: PromptReport) -> str:
         """The text to use for ``param``; raises 413 / 400 as the policy says."""
@@ -44,13 +48,15 @@ class PromptGuard:
                 )
             report.warnings.append(f"{param}: truncated from {len(text)} to {self.max_chars} chars")
             text = text[: self.max_chars]
-        if s.injection_policy != "off":
-            for i, pattern in enumerate(self.patterns):
-                if pattern.search(text):
-                    if s.injection_policy == "block":
-                        log.warning("prompt rejected: %s matched injection pattern %d", param, i)
-                        raise PromptRejectedError(
-                            f"{param} matches a blocked prompt pattern", param=param
-                        )
-                    report.warnings.append(f"{param}: matches injection pattern {i}")
+        if s.injection_policy != "off" and self.detector.enabled:
+            families = sorted({f.family for f in self.detector.attacks(text)})
+            if families and s.injection_policy == "block":
+                log.warning("prompt rejected: %s looks like prompt injection %s", param, families)
+                raise PromptRejectedError(
+                    f"{param} looks like a prompt injection ({', '.join(families)})", param=param
+                )
+            if families:
+                report.warnings.append(
+                    f"{param}: possible prompt injection ({', '.join(families)})"
+                )
         return text

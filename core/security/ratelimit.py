@@ -1,14 +1,17 @@
 """Rate limiting: one interface, two backends (memory here, DynamoDB in dynamo.py).
 
 A client (an API key id, or the client IP when auth is off) may *start* ``requests_per_window``
-requests and *use* ``tokens_per_window`` tokens per window. Tokens are charged after a
-generation ends with the exact prompt + completion count; a request is admitted while the
-client's token use in the window is below the limit. So a client can overshoot the token limit
-by at most the requests it has in flight, each bounded by the context size.
+requests and *use* ``tokens_per_window`` tokens per window. ``hit`` counts a request when it is
+let through; a request that then ends in an error or a refusal (400, 503, ...) is given back
+with ``refund``, so only admitted work uses quota. Tokens are charged after a generation ends
+with the exact prompt + completion count; a request is admitted while the client's token use in
+the window is below the limit. So a client can overshoot the token limit by at most the
+requests it has in flight, each bounded by the context size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import OrderedDict, deque
@@ -28,6 +31,7 @@ class Decision:
     token_limit: int = 0  # 0 = no token limit
     tokens_remaining: int = 0
     retry_after_s: float = 0.0
+    stamp: float = 0.0  # when the request was counted (the backend's clock), for refund()
 
     def headers(self) -> dict[str, str]:
         h = {
@@ -50,6 +54,10 @@ class RateLimiter(Protocol):
 
     async def charge(self, client: str, tokens: int) -> None:
         """Add the tokens a finished request used."""
+        ...
+
+    async def refund(self, client: str, decision: Decision) -> None:
+        """Give back the request counted by ``decision`` (an allowed ``hit``)."""
         ...
 
 
@@ -117,13 +125,22 @@ class MemoryRateLimiter:
             return Decision(False, self.limit, 0, reset, self.token_limit, tokens_left, retry)
         usage.requests.append(now)
         remaining = self.limit - len(usage.requests)
-        return Decision(True, self.limit, remaining, reset, self.token_limit, tokens_left)
+        return Decision(
+            True, self.limit, remaining, reset, self.token_limit, tokens_left, stamp=now
+        )
 
     async def charge(self, client: str, tokens: int) -> None:
         if tokens <= 0 or not self.token_limit:
             return
         now = self._clock()
         self._usage(client, now).tokens.append((now, tokens))
+
+    async def refund(self, client: str, decision: Decision) -> None:
+        usage = self._clients.get(client)
+        if usage is None or not decision.allowed:
+            return
+        with contextlib.suppress(ValueError):  # already out of the window
+            usage.requests.remove(decision.stamp)
 
     @property
     def tracked_clients(self) -> int:
@@ -137,4 +154,7 @@ class NoRateLimit:
         return Decision(True, 0, 0, 0.0)
 
     async def charge(self, client: str, tokens: int) -> None:
+        return None
+
+    async def refund(self, client: str, decision: Decision) -> None:
         return None

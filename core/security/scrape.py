@@ -22,7 +22,7 @@ def metrics_access(settings: MetricsSettings) -> Callable[[Request], Awaitable[N
 
     async def check(request: Request) -> None:
         security = cast(Security, request.app.state.security)
-        presented = presented_key(request)
+        presented = presented_key(request.headers)
         if (
             expected is not None
             and presented is not None

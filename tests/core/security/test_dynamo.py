@@ -60,7 +60,9 @@ def app_instance(limit: int, tokens: int = 0) -> httpx.AsyncClient:
     app.state.security.limiter = DynamoRateLimiter(
         settings.security.rate_limit, client=boto3.client("dynamodb"), clock=lambda: NOW
     )
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    # A client address that is not loopback: loopback clients are exempt on a local server.
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 4321))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
 
 
 async def test_two_instances_admit_exactly_the_limit_between_them(dynamodb: object) -> None:
@@ -87,7 +89,8 @@ async def test_memory_backend_would_admit_the_limit_per_instance() -> None:
     def memory_instance() -> httpx.AsyncClient:
         s = Settings(security={"rate_limit": {"requests_per_window": 5}})  # type: ignore[arg-type]
         app = create_app(s, FakeEngine())  # type: ignore[arg-type]
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 4321))
+        return httpx.AsyncClient(transport=transport, base_url="http://t")
 
     a, b = memory_instance(), memory_instance()
     async with a, b:
@@ -138,3 +141,35 @@ async def test_backend_errors_follow_the_policy(dynamodb: object) -> None:
 
     assert (await limiter("allow").hit("k")).allowed
     assert not (await limiter("deny").hit("k")).allowed
+
+
+async def test_refund_gives_a_request_back_to_the_window(dynamodb: object) -> None:
+    rl = DynamoRateLimiter(
+        RateLimitSettings(
+            backend="dynamodb", dynamodb_table=TABLE, window_s=60, requests_per_window=2
+        ),
+        client=dynamodb,
+        clock=lambda: NOW,
+    )
+    first = await rl.hit("key:r")
+    assert first.allowed and first.stamp == NOW
+    assert (await rl.hit("key:r")).allowed
+    assert not (await rl.hit("key:r")).allowed
+    await rl.refund("key:r", first)
+    assert (await rl.hit("key:r")).allowed
+    assert not (await rl.hit("key:r")).allowed
+
+
+async def test_a_503_from_the_engine_gives_its_request_back(dynamodb: object) -> None:
+    client = app_instance(limit=2)
+    engine = client._transport.app.state.service.engine  # type: ignore[attr-defined]
+    async with client:
+        engine.overloaded = True
+        for _ in range(3):
+            assert (await client.post("/api/generate", json={"prompt": "hi"})).status_code == 503
+        engine.overloaded = False
+        codes = [
+            (await client.post("/api/generate", json={"prompt": "hi"})).status_code
+            for _ in range(3)
+        ]
+    assert codes == [200, 200, 429]

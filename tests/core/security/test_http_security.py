@@ -145,9 +145,9 @@ async def test_prompt_warnings_cover_every_message_and_part() -> None:
     assert r.status_code == 200
     warnings = r.json()["nimbus"]["prompt_warnings"]
     assert warnings == [
-        "messages.0.content: matches injection pattern 0",
+        "messages.0.content: possible prompt injection (ignore-instructions)",
         "messages.1.content.0.text: removed 1 control character(s)",
-        "messages.1.content.1.text: matches injection pattern 2",
+        "messages.1.content.1.text: possible prompt injection (system-prompt-extraction)",
     ]
     assert r.headers["X-Nimbus-Prompt-Warnings"] == "; ".join(warnings)
     texts = [s.text for s in engine.requests[0].prompt if not s.special]

@@ -1,0 +1,7 @@
+"""`python -m benchmarks.reliability` (what `make reliability` runs)."""
+
+import sys
+
+from benchmarks.reliability.run import main
+
+sys.exit(main())

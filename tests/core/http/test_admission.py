@@ -1,0 +1,157 @@
+"""The admission gate: a bounded count of engine requests, refused before the body is read."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from core.app import create_app
+from core.http.admission import AdmissionGate, is_engine_route
+from core.settings import Settings
+from tests.support.fakes import FakeEngine
+
+
+def gate(capacity: int = 2, wait_s: float = 0.0, retry: int = 7) -> AdmissionGate:
+    return AdmissionGate(capacity, wait_s=wait_s, retry_after=lambda: retry)
+
+
+async def test_places_up_to_capacity_then_refusal_with_retry_after() -> None:
+    g = gate(capacity=2, retry=7)
+    assert await g.enter() and await g.enter()
+    assert not await g.enter()  # wait_s 0: refused at once
+    error = g.refusal()
+    assert error.status == 503 and error.code == "engine_overloaded"
+    assert error.headers["Retry-After"] == "7"
+    g.leave()
+    assert await g.enter()
+    assert g.in_flight == 2 and g.refused == 1
+
+
+async def test_a_waiter_gets_a_freed_place_first_come_first_served() -> None:
+    g = gate(capacity=1, wait_s=5)
+    assert await g.enter()
+    first = asyncio.ensure_future(g.enter())
+    second = asyncio.ensure_future(g.enter())
+    await asyncio.sleep(0.01)
+    assert g.waiting == 2
+    g.leave()  # the place passes to the oldest waiter
+    assert await first is True
+    assert not second.done()
+    g.leave()
+    assert await second is True
+    assert g.in_flight == 1 and g.waiting == 0
+
+
+async def test_a_waiter_is_refused_after_the_wait() -> None:
+    g = gate(capacity=1, wait_s=0.05)
+    assert await g.enter()
+    started = time.perf_counter()
+    assert not await g.enter()
+    assert 0.04 <= time.perf_counter() - started < 1.0
+    g.leave()
+    assert g.in_flight == 0  # the expired waiter did not keep the place
+
+
+async def test_a_cancelled_waiter_does_not_leak_a_place() -> None:
+    g = gate(capacity=1, wait_s=5)
+    assert await g.enter()
+    waiter = asyncio.ensure_future(g.enter())
+    await asyncio.sleep(0.01)
+    waiter.cancel()
+    await asyncio.sleep(0)
+    g.leave()
+    assert g.in_flight == 0 and g.waiting == 0
+
+
+async def test_retry_after_is_asked_at_most_once_per_refresh() -> None:
+    calls = []
+
+    def estimate() -> int:
+        calls.append(1)
+        return 3
+
+    g = AdmissionGate(1, wait_s=0, retry_after=estimate, retry_refresh_s=60)
+    for _ in range(100):
+        assert g.refusal().headers["Retry-After"] == "3"
+    assert len(calls) == 1
+
+
+def test_only_post_engine_routes_are_gated() -> None:
+    def scope(method: str, path: str, root: str = "") -> dict[str, Any]:
+        return {"type": "http", "method": method, "path": path, "root_path": root}
+
+    assert is_engine_route(scope("POST", "/api/generate"))
+    assert is_engine_route(scope("POST", "/v1/chat/completions"))
+    assert is_engine_route(scope("POST", "/prod/v1/completions", root="/prod"))
+    assert not is_engine_route(scope("GET", "/v1/models"))
+    assert not is_engine_route(scope("GET", "/api/health"))
+    assert not is_engine_route(scope("POST", "/api/health"))
+
+
+def app_with(**limits: Any) -> tuple[Any, FakeEngine]:
+    engine = FakeEngine(delay_s=0.05)
+    settings = Settings(engine={"slots": 1}, limits={"max_queue": 1, **limits})  # type: ignore[arg-type]
+    return create_app(settings, engine), engine  # type: ignore[arg-type]
+
+
+async def test_full_engine_refuses_before_the_body_is_read() -> None:
+    app, _ = app_with(admission_wait_ms=0)
+    app.state.admission.in_flight = app.state.admission.capacity  # every place taken
+    body_read = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        body_read.set()
+        await asyncio.sleep(3600)  # a body that never comes
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/generate",
+        "raw_path": b"/api/generate",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"20")],
+        "client": ("203.0.113.7", 1),
+        "server": ("test", 80),
+        "scheme": "http",
+        "http_version": "1.1",
+    }
+    await asyncio.wait_for(app(scope, receive, send), 5)
+    assert not body_read.is_set()
+    assert sent[0]["status"] == 503
+    headers = dict(sent[0]["headers"])
+    assert headers[b"retry-after"] == b"1"  # nothing measured yet: the floor
+    assert b"engine_overloaded" in sent[1]["body"]
+
+
+async def test_concurrent_requests_beyond_capacity_get_503_and_the_rest_finish() -> None:
+    app, engine = app_with(admission_wait_ms=0)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        answers = await asyncio.gather(
+            *(c.post("/api/generate", json={"prompt": "hi"}) for _ in range(6))
+        )
+        health = await c.get("/api/health")  # not gated
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200, 200, 503, 503, 503, 503]
+    assert len(engine.requests) == 2  # refused requests never reached the engine
+    assert health.status_code == 200
+    assert app.state.admission.in_flight == 0
+
+
+async def test_a_short_wait_admits_a_request_when_a_place_frees() -> None:
+    app, _ = app_with(admission_wait_ms=2000)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        answers = await asyncio.gather(
+            *(c.post("/api/generate", json={"prompt": "hi"}) for _ in range(4))
+        )
+    assert [r.status_code for r in answers] == [200] * 4
