@@ -1,5 +1,5 @@
 // Request bodies for the edge's own model, checked field by field as core's pydantic models check
-// them (core/api/schemas.py: same field order, bounds, lax coercions and messages), then turned
+// them (core/api/protocol.py: same field order, bounds, strict types and messages), then turned
 // into the body llama.cpp's server code takes. guard.js has already applied the size limits.
 import { EdgeError } from "../errors.js";
 import { LIMITS } from "../limits.js";
@@ -19,46 +19,21 @@ function invalid(param, message) {
   return new Invalid(param, message);
 }
 
-// --- pydantic's lax scalars ---------------------------------------------------------------------
+// --- pydantic's strict scalars -----------------------------------------------------------------
+// Core's request models are strict: no coercion from strings or booleans, same messages.
 
 function int(value, param) {
-  if (typeof value === "boolean") return value ? 1 : 0;
-  if (typeof value === "number") {
-    if (Number.isInteger(value)) return value;
-    throw invalid(param, "Input should be a valid integer, got a number with a fractional part");
-  }
-  if (typeof value === "string") {
-    if (/^\s*[+-]?\d+\s*$/.test(value)) return Number(value);
-    throw invalid(param, "Input should be a valid integer, unable to parse string as an integer");
-  }
+  if (typeof value === "number" && Number.isInteger(value)) return value;
   throw invalid(param, "Input should be a valid integer");
 }
 
 function float(value, param) {
-  if (typeof value === "boolean") return value ? 1 : 0;
   if (typeof value === "number") return value;
-  if (typeof value === "string") {
-    const n = Number(value.trim());
-    if (value.trim() !== "" && Number.isFinite(n)) return n;
-    throw invalid(param, "Input should be a valid number, unable to parse string as a number");
-  }
   throw invalid(param, "Input should be a valid number");
 }
 
-const TRUE = new Set(["1", "on", "t", "true", "y", "yes"]);
-const FALSE = new Set(["0", "off", "f", "false", "n", "no"]);
-
 function bool(value, param) {
   if (typeof value === "boolean") return value;
-  if (value === 0 || value === 1) return value === 1;
-  if (typeof value === "string") {
-    const text = value.trim().toLowerCase();
-    if (TRUE.has(text)) return true;
-    if (FALSE.has(text)) return false;
-  }
-  if (typeof value === "string" || typeof value === "number") {
-    throw invalid(param, "Input should be a valid boolean, unable to interpret input");
-  }
   throw invalid(param, "Input should be a valid boolean");
 }
 
@@ -85,7 +60,7 @@ function isObject(value) {
 function literal(value, param, choices) {
   if (!choices.includes(value)) {
     const quoted = choices.map((c) => `'${c}'`);
-    const text = `${quoted.slice(0, -1).join(", ")} or ${quoted.at(-1)}`;
+    const text = quoted.length === 1 ? quoted[0] : `${quoted.slice(0, -1).join(", ")} or ${quoted.at(-1)}`;
     throw invalid(param, `Input should be ${text}`);
   }
   return value;
@@ -110,12 +85,92 @@ function field(data, name, { alias, at, fallback, nullable, parse, required }) {
 const number = (bounds) => (v, p) => bounded(float(v, p), p, bounds);
 const integer = (bounds) => (v, p) => bounded(int(v, p), p, bounds);
 
-// str | list[str]: the first error pydantic reports for a union is its string branch's.
+// str | list[str], refused as core words it (the union member is not part of the name).
 function stringOrList(value, param) {
   if (typeof value === "string") return value;
-  if (Array.isArray(value) && value.every((item) => typeof item === "string")) return value;
-  throw invalid(`${param}.str`, "Input should be a valid string");
+  if (Array.isArray(value)) {
+    const bad = value.findIndex((item) => typeof item !== "string");
+    if (bad === -1) return value;
+    // Core names the deepest error of the union: the list item.
+    throw invalid(`${param}.${bad}`, "Input should be a valid string");
+  }
+  throw invalid(param, "Input should be a valid string");
 }
+
+// --- fields core knows ---------------------------------------------------------------------------
+// Core's models forbid unknown fields (core/api/protocol.py); pydantic reports them after every
+// field's own error, in the order the body gives them. A field core accepts that the edge's model
+// cannot honour (tools, logprobs, ...) is refused by name rather than ignored.
+
+const SAMPLING_FIELDS = [
+  "model", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty",
+  "presence_penalty", "frequency_penalty", "logit_bias", "seed", "stop", "n", "stream",
+  "stream_options", "user",
+];
+const CORE_FIELDS = {
+  chat: [
+    ...SAMPLING_FIELDS, "messages", "max_completion_tokens", "response_format", "tools",
+    "tool_choice", "parallel_tool_calls", "logprobs", "top_logprobs", "store", "modalities",
+    "service_tier", "prompt_cache_key", "safety_identifier",
+  ],
+  completion: [...SAMPLING_FIELDS, "prompt", "echo", "logprobs", "best_of", "suffix", "response_format"],
+  generate: ["prompt", "maxTokens", "temperature", "seed", "stream", "raw"],
+  message: ["role", "content", "name", "tool_calls", "tool_call_id", "refusal"],
+  stream_options: ["include_usage"],
+  text_part: ["type", "text"],
+};
+// core/api/protocol.py's UNSUPPORTED: OpenAI parameters core refuses with a reason.
+const CORE_UNSUPPORTED = {
+  audio: "audio output is not supported",
+  prediction: "predicted outputs are not supported",
+  reasoning_effort: "reasoning models are not supported",
+  verbosity: "verbosity is not supported",
+  web_search_options: "web search is not supported",
+  functions: "'functions' is deprecated and not supported: use 'tools'",
+  function_call: "'function_call' is deprecated and not supported: use 'tool_choice'",
+  metadata: "stored completions (and their metadata) are not supported",
+  include_obfuscation: "stream obfuscation is not supported",
+};
+
+// Unknown fields of `data` (an object at path `at`), as core refuses them.
+function refuseUnknown(data, kind, at, extra = []) {
+  const known = new Set([...CORE_FIELDS[kind], ...extra]);
+  for (const name of Object.keys(data)) {
+    if (known.has(name)) continue;
+    const param = at ? `${at}.${name}` : name;
+    const reason = CORE_UNSUPPORTED[name];
+    const message = reason
+      ? `'${param}' is not supported: ${reason}`
+      : `unrecognized request argument: '${param}'`;
+    throw new EdgeError("invalid_parameter", message, { param });
+  }
+}
+
+// Fields core honours that the edge's model does not: refused when set (null and false mean unset).
+function refuseAtEdge(data, names, at) {
+  if (!at && Number.isInteger(data.n) && data.n > 1) {
+    throw new EdgeError("invalid_parameter", "'n' is not supported when the edge's model answers: one choice per request", {
+      param: "n",
+    });
+  }
+  for (const name of names) {
+    const value = data[name];
+    if (value === undefined || value === null || value === false) continue;
+    const param = at ? `${at}.${name}` : name;
+    throw new EdgeError("invalid_parameter", `'${param}' is not supported when the edge's model answers`, {
+      param,
+    });
+  }
+}
+
+const EDGE_UNSUPPORTED = {
+  chat: [
+    "logit_bias", "tools", "tool_choice", "parallel_tool_calls", "logprobs", "top_logprobs",
+    "store", "modalities", "service_tier", "prompt_cache_key", "safety_identifier",
+  ],
+  completion: ["logit_bias", "logprobs", "best_of", "suffix"],
+  message: ["tool_calls", "tool_call_id", "refusal"],
+};
 
 // --- the request models -------------------------------------------------------------------------
 
@@ -137,20 +192,31 @@ function sampling(data) {
     frequency_penalty: get("frequency_penalty", { fallback: 0, parse: number({ ge: -2, le: 2 }) }),
     seed: get("seed", { fallback: null, nullable: true, parse: integer({ ge: 0, le: 2 ** 32 - 2 }) }),
     stop: get("stop", { fallback: null, nullable: true, parse: stringOrList }),
-    n: get("n", { fallback: 1, parse: integer({ ge: 1, le: 1 }) }),
+    n: get("n", { fallback: 1, parse: integer({ ge: 1 }) }),
     stream: get("stream", { fallback: false, parse: bool }),
     stream_options: get("stream_options", {
       fallback: null,
       nullable: true,
       parse: (value, param) => {
         if (!isObject(value)) throw invalid(param, NOT_AN_OBJECT);
-        return {
+        const options = {
           include_usage: field(value, "include_usage", { at: param, fallback: false, parse: bool }),
         };
+        refuseUnknown(value, "stream_options", param);
+        return options;
       },
     }),
     user: get("user", { fallback: null, nullable: true, parse: str }),
   };
+}
+
+// A content part: only text, as core's TextPart (type, text; nothing else).
+function textPart(part, at) {
+  if (!isObject(part)) throw invalid(at, NOT_AN_OBJECT);
+  field(part, "type", { at, required: true, parse: (v, p) => literal(v, p, ["text"]) });
+  const text = field(part, "text", { at, required: true, parse: str });
+  refuseUnknown(part, "text_part", at);
+  return text;
 }
 
 const ROLES = ["system", "developer", "user", "assistant", "tool"];
@@ -169,13 +235,12 @@ function message(value, i) {
     nullable: true,
     parse: (v) => {
       if (typeof v === "string") return v;
-      const parts = Array.isArray(v) && v.every((p) => isObject(p) && p.type === "text");
-      if (parts && v.every((p) => typeof p.text === "string")) return v.map((p) => p.text).join("");
-      throw invalid(`${at}.content.str`, "Input should be a valid string");
+      if (!Array.isArray(v)) throw invalid(`${at}.content`, "Input should be a valid string");
+      return v.map((part, i) => textPart(part, `${at}.content.${i}`)).join("");
     },
   });
   field(value, "name", { at, fallback: null, nullable: true, parse: str });
-  return { role, content: content ?? "" };
+  return { role, content: content ?? "", raw: value, at };
 }
 
 function responseFormat(data) {
@@ -217,10 +282,15 @@ function chat(data) {
     parse: integer({ ge: 1 }),
   });
   responseFormat(data);
+  for (const m of messages) refuseUnknown(m.raw, "message", m.at);
+  refuseUnknown(data, "chat");
+  refuseAtEdge(data, EDGE_UNSUPPORTED.chat);
+  for (const m of messages) refuseAtEdge(m.raw, EDGE_UNSUPPORTED.message, m.at);
   // As core: max_completion_tokens wins when given.
   const given = maxCompletion !== MISSING && maxCompletion !== null;
   const param = given ? "max_completion_tokens" : "max_tokens";
-  return { fields, param, maxTokens: given ? maxCompletion : fields.max_tokens, input: { messages } };
+  const input = { messages: messages.map(({ role, content }) => ({ role, content })) };
+  return { fields, param, maxTokens: given ? maxCompletion : fields.max_tokens, input };
 }
 
 function completion(data) {
@@ -236,6 +306,8 @@ function completion(data) {
   }
   const echo = field(data, "echo", { fallback: false, parse: bool });
   responseFormat(data);
+  refuseUnknown(data, "completion");
+  refuseAtEdge(data, EDGE_UNSUPPORTED.completion);
   // Absent: the schema's default of 16; an explicit null: the server-wide default, as in core.
   const maxTokens = fields.max_tokens === MISSING ? 16 : fields.max_tokens;
   return { fields, param: "max_tokens", maxTokens, explicit: maxTokens !== 16, input: { prompt }, echo };
@@ -258,9 +330,12 @@ function generate(data) {
   });
   const temperature = get("temperature", { fallback: 0.7, parse: number({ ge: 0, le: 2 }) });
   const stream = get("stream", { fallback: false, parse: bool });
+  const seed = get("seed", { fallback: null, nullable: true, parse: integer({ ge: 0, le: 2 ** 32 - 2 }) });
   const raw = get("raw", { fallback: false, parse: bool });
+  // maxTokens may also be given by its field name, as in core; both at once: the name is extra.
+  refuseUnknown(data, "generate", "", "maxTokens" in data ? [] : ["max_tokens"]);
   return {
-    fields: { temperature, stream, stop: null, n: 1 },
+    fields: { temperature, stream, stop: null, n: 1, seed },
     param: "maxTokens",
     maxTokens,
     input: raw ? { prompt } : { messages: [{ role: "user", content: prompt }] },

@@ -66,6 +66,18 @@ def chat(**fields: Any) -> tuple[str, Any]:
 BAD: list[tuple[str, Any]] = [
     chat(temperature=9),
     chat(temperature="hot"),
+    # Strict types, as core's models: no coercion from strings or booleans.
+    chat(temperature="0.5"),
+    chat(max_tokens="12"),
+    chat(stream="yes"),
+    chat(temperature=True),
+    chat(logit_bias_typo=1),
+    chat(stream_options={"include_usage": True, "include_obfuscation": False}),
+    chat(reasoning_effort="low"),
+    ("/v1/chat/completions", {"messages": [{**USER, "mood": "calm"}]}),
+    ("/api/generate", {"prompt": "a", "max_tokens": 3, "maxTokens": 5}),
+    ("/api/generate", {"prompt": "a", "seed": -1}),
+    ("/api/generate", {"prompt": "a", "top_p": 0.5}),
     chat(top_p=0),
     chat(top_k=1001),
     chat(top_k=2.5),
@@ -74,7 +86,6 @@ BAD: list[tuple[str, Any]] = [
     chat(presence_penalty=-3),
     chat(frequency_penalty=2.5),
     chat(seed=-1),
-    chat(n=2),
     chat(max_tokens=0),
     chat(max_tokens="many"),
     chat(max_tokens=4.5),
@@ -95,6 +106,12 @@ BAD: list[tuple[str, Any]] = [
     ("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "hi"}]}),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": 5}]}),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "image"}]}]}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": ["hi"]}]}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "text"}]}]}),
+    (
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "a", "x": 1}]}]},
+    ),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x", "name": 1}]}),
     ("/v1/completions", {"prompt": 5}),
     ("/v1/completions", {"prompt": ["a", 5]}),
@@ -119,7 +136,7 @@ async def test_bad_bodies_are_refused_exactly_as_core_refuses_them() -> None:
 
 GOOD: list[tuple[str, Any]] = [
     chat(),
-    chat(max_tokens="12", temperature="0.5", stream="yes", top_k=3.0, seed=7),
+    chat(max_tokens=12, temperature=0.5, stream=True, top_k=3, seed=7),
     chat(max_completion_tokens=5, max_tokens=40, stop="END"),
     chat(stop=[], stream_options={"include_usage": True}),
     (
@@ -136,7 +153,7 @@ GOOD: list[tuple[str, Any]] = [
     ("/v1/completions", {"prompt": "a"}),
     ("/v1/completions", {"prompt": ["a"], "max_tokens": None, "echo": True}),
     ("/api/generate", {"prompt": "a"}),
-    ("/api/generate", {"prompt": "a", "max_tokens": 3, "maxTokens": 5, "raw": True}),
+    ("/api/generate", {"prompt": "a", "max_tokens": 5, "raw": True, "seed": 4}),
 ]
 
 
@@ -159,7 +176,7 @@ def test_good_bodies_get_cores_defaults_and_the_edge_cap() -> None:
     assert body["max_tokens"] == min(LIMITS.max_tokens_default, EDGE_CAP)
     assert "seed" not in body and body["stop"] == []
     assert chat_default["ok"]["stream"] is False and chat_default["ok"]["isChat"] is True
-    # pydantic's lax coercions: numeric strings, "yes", integral floats.
+    # The values as sent (strict types: nothing to coerce).
     assert coerced["ok"]["body"]["max_tokens"] == 12 and coerced["ok"]["body"]["temperature"] == 0.5
     assert coerced["ok"]["stream"] is True and coerced["ok"]["body"]["top_k"] == 3
     assert coerced["ok"]["body"]["seed"] == 7
@@ -175,8 +192,9 @@ def test_good_bodies_get_cores_defaults_and_the_edge_cap() -> None:
     assert completion_null["ok"]["echo"] == "a"
     assert generate["ok"]["body"]["messages"] == [{"role": "user", "content": "a"}]
     assert generate["ok"]["body"]["temperature"] == 0.7
-    # The alias wins over the field name, as in pydantic; raw sends the prompt as is.
+    # The field name works like its alias, as in core; raw sends the prompt as is.
     assert generate_raw["ok"]["body"]["max_tokens"] == 5
+    assert generate_raw["ok"]["body"]["seed"] == 4
     assert generate_raw["ok"]["body"]["prompt"] == "a" and generate_raw["ok"]["isChat"] is False
 
 
@@ -209,3 +227,31 @@ def test_core_limits_still_come_first() -> None:
     )
     (stops,) = parse_at_edge([chat(stop=["a"] * (LIMITS.max_stop_sequences + 1))])
     assert stops["body"]["error"]["param"] == "stop"
+
+
+def test_what_core_honours_but_the_edge_model_cannot_is_refused_by_name() -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    cases = [
+        (chat(tools=[tool]), "tools"),
+        (chat(logprobs=True, top_logprobs=2), "logprobs"),
+        (chat(logit_bias={"1": 5}), "logit_bias"),
+        (chat(n=2), "n"),
+        (("/v1/completions", {"prompt": "a", "logprobs": 2}), "logprobs"),
+        (
+            (
+                "/v1/chat/completions",
+                {"messages": [USER, {"role": "assistant", "content": None, "tool_calls": [call]}]},
+            ),
+            "messages.1.tool_calls",
+        ),
+    ]
+    answers = parse_at_edge([case for case, _ in cases])
+    for (case, param), answer in zip(cases, answers, strict=True):
+        assert answer.get("status") == 400, case
+        error = answer["body"]["error"]
+        assert (error["code"], error["param"]) == ("invalid_parameter", param), case
+        assert "not supported when the edge's model answers" in error["message"]
+    # Unset in the ways OpenAI clients send it: accepted.
+    (off,) = parse_at_edge([chat(logprobs=False, tools=None)])
+    assert "ok" in off, off
