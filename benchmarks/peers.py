@@ -156,6 +156,22 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds every thread of a process has used so far (schedstat: nanoseconds). On a busy
+    machine a start-up's CPU time moves far less than its wall time: the measure for comparing
+    one start-up change with another there."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue  # a thread that just ended
+    except OSError:
+        return float("nan")
+    return total / 1e9
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:

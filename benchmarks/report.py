@@ -27,6 +27,7 @@ METRICS: list[tuple[str, str, bool]] = [
     ("prefill_tps", "prefill tok/s (long prompt, cold)", True),
     ("followup_ratio", "follow-up TTFT / cold prefill (prefix cache)", False),
     ("cold_start_s", "cold start: process start -> first token, s", False),
+    ("cold_start_cpu_s", "cold start: CPU time used by the first token (all threads), s", False),
     ("rss_mb", "peak RSS, MB", False),
 ]
 

@@ -37,6 +37,7 @@ from benchmarks.peers import (
     Peer,
     free_port,
     peak_rss_mb,
+    process_cpu_s,
     python_server_missing,
     resolve_llama_tools,
     server_command,
@@ -203,13 +204,14 @@ def start_http(
     progress: Progress | None,
     *,
     profiled: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> Running:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     profiled = profiled and peer.key == "nimbus"
     cmd = server_command(peer, cfg, port, llama_server, probe=profiled)
     log = logs / f"{peer.key}.log"
-    env = server_env(cfg)
+    env = {**server_env(cfg), **(extra_env or {})}
     probe_file = logs / f"{peer.key}.cpu.json" if profiled else None
     if probe_file is not None:
         env[probe.ENV] = str(probe_file)
@@ -224,6 +226,7 @@ def start_http(
         stop(proc)
         raise running.failure(exc) from exc
     running.out["cold_start_s"] = first - t0
+    running.out["cold_start_cpu_s"] = process_cpu_s(proc.pid)
     if progress is not None:
         progress.step(f"{peer.label}: up")
     return running
@@ -377,11 +380,13 @@ def cold_starts(
     logs: Path,
     progress: Progress,
     skipped: dict[str, str],
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Process start -> first streamed token, each peer started alone (nothing else running),
-    ``repeats`` times in rotating order; a peer that cannot start is added to ``skipped``."""
+    ``repeats`` times in rotating order; a peer that cannot start is added to ``skipped``.
+    Returns the wall times and the CPU seconds each server process had used by then."""
     keys = [k for k in keys if PEERS[k].kind != "limit"]  # no server: nothing starts
     trials: dict[str, list[float]] = {k: [] for k in keys}
+    cpu_s: dict[str, list[float]] = {}
     for t in range(cfg.repeats):
         for key in keys[t % len(keys) :] + keys[: t % len(keys)]:
             if key in skipped:
@@ -392,6 +397,7 @@ def cold_starts(
                     server = start_http(peer, cfg, llama_server, logs, None)
                     stop(server.proc)
                     trials[key].append(server.out["cold_start_s"])
+                    cpu_s.setdefault(key, []).append(server.out["cold_start_cpu_s"])
                 else:
                     worker = start_inproc(peer, cfg, None)
                     worker.proc.kill()
@@ -404,7 +410,7 @@ def cold_starts(
         if key not in skipped:
             shown = ", ".join(f"{x:.2f}" for x in trials[key])
             progress.step(f"{PEERS[key].label}: cold start {_median(trials[key]):.2f}s ({shown})")
-    return trials
+    return trials, cpu_s
 
 
 def import_floor_s(runs: int = 3) -> float:
@@ -535,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     # that visit every peer in turn: single streams, concurrent streams (HTTP peers and
     # llama.cpp's limit; in-process ones run their own), prefill, follow-up turns; then peak RSS,
     # and all stop.
-    starts = cold_starts(keys, cfg, llama_server, logs, progress, skipped)
+    starts, start_cpu = cold_starts(keys, cfg, llama_server, logs, progress, skipped)
     peers: list[Contender] = []
     try:
         for key in keys:
@@ -603,6 +609,9 @@ def main(argv: list[str] | None = None) -> int:
         if key in starts:
             result["cold_start_s"] = _median(starts[key])
             result["cold_start_trials"] = starts[key]
+        result.pop("cold_start_cpu_s", None)
+        if key in start_cpu:
+            result["cold_start_cpu_s"] = _median(start_cpu[key])
     platform_starts = platform_cold_starts(cfg, progress) if platforms else {}
     cpu = platform.processor() or platform.machine()
     try:
