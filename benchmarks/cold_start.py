@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nimbus-tree", type=Path)
     p.add_argument("--top", type=int, default=12, help="packages listed (by import time)")
     args = p.parse_args(argv)
+    # Terminated: unwind, so a server being timed is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bench_argv = ["--repeats", str(args.runs), "--peers", args.peers]
     if args.threads:
         bench_argv += ["--threads", str(args.threads)]

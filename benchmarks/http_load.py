@@ -38,8 +38,8 @@ def stream_completion(
     client: httpx.Client | None = None,
 ) -> StreamRun:
     """One streamed completion; every SSE chunk with text counts as one token."""
+    # No "model": every peer serves one model, and nimbus refuses names it does not serve.
     body = {
-        "model": "bench",
         "prompt": prompt,
         "max_tokens": max_tokens,
         "temperature": 0,
@@ -91,7 +91,7 @@ def prompt_latency(base_url: str, prompt: str) -> tuple[int, float]:
     t0 = time.perf_counter()
     resp = httpx.post(
         f"{base_url}/v1/completions",
-        json={"model": "bench", "prompt": prompt, "max_tokens": 1, "temperature": 0},
+        json={"prompt": prompt, "max_tokens": 1, "temperature": 0},
         timeout=600,
     )
     elapsed = time.perf_counter() - t0
