@@ -21,8 +21,14 @@ STAMP  := $(VENV)/.installed
 # The Cloudflare edge worker's tooling (wrangler, Miniflare/workerd), pinned by package-lock.json.
 EDGE_DIR   := deploy/cloudflare
 EDGE_STAMP := $(EDGE_DIR)/node_modules/.installed
+# The chat page's browser libraries (wllama), pinned by core/ui/npm/package-lock.json; the copies
+# shipped in core/ui/static/vendor are checked against them by tests/core/ui/test_vendor.py.
+WEB_DIR    := core/ui/npm
+WEB_STAMP  := $(WEB_DIR)/node_modules/.installed
+# The browser tests drive Debian's chromium (browser downloads from elsewhere are not possible).
+CHROMIUM   ?= /usr/bin/chromium
 
-.PHONY: install serve test test-unit lint typecheck clean bench
+.PHONY: install serve test test-unit lint typecheck clean bench browser vendor-ui
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,7 +47,25 @@ $(EDGE_STAMP): $(EDGE_DIR)/package.json $(EDGE_DIR)/package-lock.json
 	cd $(EDGE_DIR) && npm ci --prefer-offline --no-audit --no-fund
 	touch $@
 
-install: $(STAMP) $(EDGE_STAMP)
+$(WEB_STAMP): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	cd $(WEB_DIR) && npm ci --prefer-offline --no-audit --no-fund
+	touch $@
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends chromium; \
+	else \
+		echo "the browser tests need Debian's chromium: sudo apt-get install chromium" >&2; exit 1; \
+	fi
+
+browser: $(CHROMIUM)
+
+# After changing the pin in core/ui/npm/package.json: refresh the lockfile, then the copies.
+vendor-ui: $(STAMP) $(WEB_STAMP)
+	$(BIN)/python -m core.ui.vendor
+
+install: $(STAMP) $(EDGE_STAMP) $(WEB_STAMP)
 
 # compileall: an installed package ships bytecode (pip compiles at install); an editable checkout
 # gets it on first import, unless PYTHONDONTWRITEBYTECODE is set, and then every start recompiles
@@ -50,10 +74,10 @@ serve: $(STAMP)
 	$(BIN)/python -m compileall -q core handlers
 	$(BIN)/nimbus serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) $(EDGE_STAMP)
+test: $(STAMP) $(EDGE_STAMP) $(WEB_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
-test-unit: $(STAMP) $(EDGE_STAMP)
+test-unit: $(STAMP) $(EDGE_STAMP) $(WEB_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -m "not integration"
 
 # Side by side on this machine: raw llama-cpp-python, nimbus, llama_cpp.server, llama-server.
@@ -69,4 +93,5 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(EDGE_DIR)/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(EDGE_DIR)/node_modules \
+		$(WEB_DIR)/node_modules

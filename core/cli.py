@@ -93,6 +93,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=settings.server.host,
         port=sock.getsockname()[1],
         log_level=settings.server.log_level,
+        access_log=settings.server.access_log,
     )
     server = uvicorn.Server(config)
     if failed.is_set():

@@ -112,3 +112,11 @@ class SecurityConfigError(NimbusError):
 
     status = 500
     code = "security_misconfigured"
+
+
+class RangeNotSatisfiableError(NimbusError):
+    """A Range header that selects no byte of the file (416 with Content-Range: bytes */size)."""
+
+    status = 416
+    error_type = "invalid_request_error"
+    code = "range_not_satisfiable"

@@ -124,6 +124,52 @@ class ServerSettings(BaseModel):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="uvicorn log level: 'critical', 'error', 'warning', 'info' or 'debug'."
     )
+    access_log: bool = Field(
+        True,
+        description="uvicorn's access log (off when the request log, NIMBUS_REQUEST_LOG__*, "
+        "replaces it).",
+    )
+
+
+class MetricsSettings(BaseModel):
+    """Prometheus metrics at GET /metrics (docs/observability.md)."""
+
+    enabled: bool = Field(
+        False, description="Serve GET /metrics in the Prometheus text format (off: 404)."
+    )
+    key: SecretStr | None = Field(
+        None,
+        description="A key (16+ characters) that may read /metrics, for a scraper that should "
+        "not hold an API key; API keys work too when keys are on. Set with keys off, /metrics "
+        "requires it.",
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _key_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("the metrics key must be at least 16 characters")
+        return value
+
+
+class RequestLogSettings(BaseModel):
+    """One JSON line per HTTP request (docs/observability.md)."""
+
+    enabled: bool = Field(
+        False,
+        description="Write one JSON line per request to stdout: id, route, status, model, tokens, "
+        "TTFT, duration, finish reason, client (always on on Lambda, as Powertools log lines).",
+    )
+    prompts: bool = Field(
+        False,
+        description="Also log the request body and the (redacted) completion text; off: never.",
+    )
+    text_limit: int = Field(
+        4096,
+        ge=1,
+        le=1_000_000,
+        description="Most characters of request body and of completion text per line.",
+    )
 
 
 class AwsLambdaSettings(BaseModel):
@@ -138,7 +184,8 @@ class AwsLambdaSettings(BaseModel):
     )
     log_prompts: bool = Field(
         False,
-        description="Log request bodies and generated text (off: only sizes, counts and timings).",
+        description="Log request bodies and generated text on Lambda (as "
+        "NIMBUS_REQUEST_LOG__PROMPTS, which works there too; off: only sizes, counts, timings).",
     )
     tracing: bool = Field(
         False,
@@ -233,6 +280,23 @@ class ModalSettings(BaseModel):
     def _blank_is_none(cls, value: Any) -> Any:
         # `NIMBUS_MODAL__SECRET_NAME=` switches an option off.
         return None if isinstance(value, str) and not value.strip() else value
+
+
+class UiSettings(BaseModel):
+    """The browser side: the chat page, its in-browser (WebAssembly) mode, the API docs pages."""
+
+    enabled: bool = Field(True, description="Serve the chat page at /chat (and redirect / to it).")
+    serve_model_file: bool = Field(
+        False,
+        description="Serve the loaded model's GGUF file at /api/model/file (Range, ETag) for the "
+        "page's in-browser mode; the API key applies.",
+    )
+    model_file_max_age_s: int = Field(
+        3600,
+        ge=0,
+        le=31_536_000,
+        description="How long browsers may reuse the model file before asking again (ETag).",
+    )
 
 
 # --- security (core/security): one group, one sub-model per control ----------------------------
@@ -478,9 +542,12 @@ class Settings(BaseSettings):
     source: ModelSourceSettings = Field(default_factory=ModelSourceSettings)  # type: ignore[arg-type]
     limits: LimitSettings = Field(default_factory=LimitSettings)  # type: ignore[arg-type]
     server: ServerSettings = Field(default_factory=ServerSettings)  # type: ignore[arg-type]
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # type: ignore[arg-type]
+    request_log: RequestLogSettings = Field(default_factory=RequestLogSettings)  # type: ignore[arg-type]
     security: SecuritySettings = Field(default_factory=SecuritySettings)  # type: ignore[arg-type]
     aws_lambda: AwsLambdaSettings = Field(default_factory=AwsLambdaSettings)  # type: ignore[arg-type]
     modal: ModalSettings = Field(default_factory=ModalSettings)  # type: ignore[arg-type]
+    ui: UiSettings = Field(default_factory=UiSettings)  # type: ignore[arg-type]
 
 
 def load_settings(**overrides: Any) -> Settings:

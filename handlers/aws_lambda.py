@@ -13,8 +13,10 @@ Both honour the invocation deadline: generation ends ``deadline_margin_ms`` befo
 timeout, with finish_reason "length", instead of the function being killed mid-response.
 API keys are required by default (core.security.adapter_defaults), read from
 NIMBUS_SECURITY__AUTH__KEYS or a Secrets Manager secret; rate limits can live in DynamoDB.
-Logs are JSON (Powertools Logger, the API request id as correlation id, no prompt text unless
-``NIMBUS_AWS_LAMBDA__LOG_PROMPTS``); metrics go to CloudWatch as EMF lines on stdout.
+Logs are JSON (Powertools Logger, the API request id as correlation id): the app's request log
+line (core.metrics.requestlog, always on here; no prompt text unless NIMBUS_REQUEST_LOG__PROMPTS
+or NIMBUS_AWS_LAMBDA__LOG_PROMPTS). Metrics are the app's own (core.metrics.catalog: the same
+names and units as /metrics) written as CloudWatch EMF lines on stdout by Powertools.
 """
 
 from __future__ import annotations
@@ -29,62 +31,42 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.api.deps import DEADLINE_SCOPE_KEY
 from core.app import create_app
 from core.engine.llama import LlamaEngine
-from core.engine.types import Completion
+from core.http.observe import REQUEST_ID_KEY
+from core.metrics import catalog
+from core.metrics.emf import EmfRecorder
 from core.security import adapter_defaults
 from core.settings import Settings, load_settings
 
 _INIT_STARTED = time.perf_counter()
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "nimbus")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "nimbus")
-LOG_TEXT_LIMIT = 4096  # characters of prompt/completion text per log line when enabled
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+emf = EmfRecorder(metrics, namespace=NAMESPACE, service=SERVICE)
 
 
-class InvocationRecord:
-    """What the current request produced; the engine's Completion arrives through the app's
-    observer hook. Lambda sends one request at a time to an execution environment."""
-
-    def __init__(self) -> None:
-        self.completion: Completion | None = None
-
-    def reset(self) -> None:
-        self.completion = None
-
-    def __call__(self, completion: Completion) -> None:
-        self.completion = completion
-        metrics.add_metric("PromptTokens", MetricUnit.Count, completion.prompt_tokens)
-        metrics.add_metric("CompletionTokens", MetricUnit.Count, completion.completion_tokens)
-        if completion.time_to_first_token_s is not None:
-            ttft_ms = completion.time_to_first_token_s * 1000
-            metrics.add_metric("TimeToFirstToken", MetricUnit.Milliseconds, ttft_ms)
-        if completion.completion_tokens:
-            metrics.add_metric(
-                "TokensPerSecond", MetricUnit.CountPerSecond, completion.tokens_per_second
-            )
-
-    def log_fields(self, log_text: bool) -> dict[str, Any]:
-        c = self.completion
-        if c is None:
-            return {}
-        fields: dict[str, Any] = {
-            "prompt_tokens": c.prompt_tokens,
-            "completion_tokens": c.completion_tokens,
-            "finish_reason": c.finish_reason,
-            "time_to_first_token_ms": (
-                round(c.time_to_first_token_s * 1000, 1) if c.time_to_first_token_s else None
-            ),
-            "tokens_per_second": round(c.tokens_per_second, 2),
+def lambda_defaults(settings: Settings) -> Settings:
+    """Settings as this adapter runs them: API keys on unless switched off explicitly, and the
+    request log always on (its lines are the function's request log in CloudWatch Logs)."""
+    settings = adapter_defaults(settings)
+    log = settings.request_log.model_copy(
+        update={
+            "enabled": True,
+            "prompts": settings.request_log.prompts or settings.aws_lambda.log_prompts,
         }
-        if log_text:
-            fields["completion_text"] = c.text[:LOG_TEXT_LIMIT]
-        return fields
+    )
+    return settings.model_copy(update={"request_log": log})
+
+
+def log_request(fields: dict[str, Any]) -> None:
+    """The request log's sink: a Powertools line, with the invocation's correlation id."""
+    logger.info("request", extra=fields)
 
 
 def remaining_seconds(scope: Scope) -> float | None:
@@ -147,66 +129,35 @@ def build_engine(settings: Settings) -> LlamaEngine:
     return engine
 
 
-class RequestLog:
-    """One JSON log line and the latency metric per request, in both modes (Mangum and the Web
-    Adapter): method, path, status, latency and what the engine produced; request and completion
-    text only when ``log_prompts`` is on. The correlation id (the function URL / API Gateway
-    request id) goes back to the caller as ``x-request-id``."""
+class Invocation:
+    """Per invocation, in both modes (Mangum and the Web Adapter): the correlation id (the
+    function URL / API Gateway request id) becomes the request's id, so the app's request log
+    line carries it and the caller gets it back as ``x-request-id``. The app itself counts,
+    times and logs the request (core.http.observe)."""
 
-    def __init__(self, inner: ASGIApp, *, log_prompts: bool, flush_metrics: bool) -> None:
+    def __init__(self, inner: ASGIApp, *, web_adapter: bool) -> None:
         self.inner = inner
-        self.log_prompts = log_prompts
         # Behind the Web Adapter no Powertools decorator wraps an invocation: this middleware
         # sets the correlation id, counts the cold start and flushes the EMF metrics itself.
-        self.web_adapter = flush_metrics
+        self.web_adapter = web_adapter
         self._cold = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.inner(scope, receive, send)
             return
-        started = time.perf_counter()
         if self.web_adapter:
             logger.set_correlation_id(_web_adapter_request_id(scope))
         request_id = logger.get_correlation_id()
-        record.reset()
-        status: list[int] = []
-        body = bytearray()
-
-        async def receive_logged() -> Message:
-            message = await receive()
-            if self.log_prompts and message["type"] == "http.request":
-                body.extend(message.get("body", b"")[: LOG_TEXT_LIMIT - len(body)])
-            return message
-
-        async def send_logged(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status.append(int(message["status"]))
-                if request_id:
-                    headers = list(message.get("headers", []))
-                    headers.append((b"x-request-id", str(request_id).encode("latin-1")))
-                    message["headers"] = headers
-            await send(message)
-
+        if request_id:
+            scope[REQUEST_ID_KEY] = str(request_id)
         try:
-            await self.inner(scope, receive_logged, send_logged)
+            await self.inner(scope, receive, send)
         finally:
-            latency_ms = (time.perf_counter() - started) * 1000
-            if self.web_adapter and self._cold:
-                self._cold = False
-                metrics.add_metric("ColdStart", MetricUnit.Count, 1)
-            metrics.add_metric("Latency", MetricUnit.Milliseconds, latency_ms)
-            fields: dict[str, Any] = {
-                "method": scope.get("method"),
-                "path": scope.get("path"),
-                "status": status[0] if status else None,
-                "latency_ms": round(latency_ms, 1),
-                **record.log_fields(self.log_prompts),
-            }
-            if self.log_prompts:
-                fields["request_body"] = body.decode("utf-8", errors="replace")
-            logger.info("request", extra=fields)
             if self.web_adapter:
+                if self._cold:
+                    self._cold = False
+                    metrics.add_metric("ColdStart", MetricUnit.Count, 1)
                 metrics.flush_metrics()
 
 
@@ -224,18 +175,17 @@ def _web_adapter_request_id(scope: Scope) -> str | None:
 # -- once per execution environment (Lambda init) --------------------------------------------
 # API keys are on unless the operator sets NIMBUS_SECURITY__AUTH__MODE=off: a function URL is
 # reachable from the internet (AuthType NONE) or from anyone the account lets invoke it.
-settings = adapter_defaults(load_settings())
+settings = lambda_defaults(load_settings())
 engine = build_engine(settings)
-record = InvocationRecord()
+load_seconds = engine.stats().load_seconds
+if load_seconds is not None:  # goes out with the first invocation's metrics (the cold start)
+    emf.record(catalog.MODEL_LOAD, load_seconds, {})
 app = LambdaDeadline(
-    create_app(settings, engine, observer=record),
+    create_app(settings, engine, recorders=[emf], log_sink=log_request),
     margin_s=settings.aws_lambda.deadline_margin_ms / 1000,
 )
-_log_prompts = settings.aws_lambda.log_prompts
 # lifespan off: it would run (and close the engine) on every invocation.
-asgi_handler = Mangum(
-    RequestLog(app, log_prompts=_log_prompts, flush_metrics=False), lifespan="off"
-)
+asgi_handler = Mangum(Invocation(app, web_adapter=False), lifespan="off")
 logger.info("init done", extra={"init_ms": round((time.perf_counter() - _INIT_STARTED) * 1000, 1)})
 
 
@@ -259,4 +209,4 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
 # The buffered handler (``CMD ["handlers.aws_lambda.handler"]``).
 handler = _wrap(_handle)
 # What uvicorn serves behind the Lambda Web Adapter (the streaming image).
-web_app = RequestLog(app, log_prompts=_log_prompts, flush_metrics=True)
+web_app = Invocation(app, web_adapter=True)

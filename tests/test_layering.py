@@ -16,6 +16,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "core.engine": ("core.api", "core.http", "core.security", "fastapi", "starlette"),
     "core.sources": ("core.api", "core.http", "core.security", "core.engine", "fastapi"),
     "core.http": ("core.api", "core.security", "core.engine", "fastapi"),
+    "core.metrics": ("core.api", "core.http", "core.security", "core.engine", "fastapi"),
     "core.security": ("core.api",),
     "core.settings": ("core.api", "core.http", "core.security", "core.engine", "fastapi"),
     "core.errors": ("core.api", "core.http", "core.security", "core.engine", "fastapi"),

@@ -7,10 +7,14 @@ from typing import cast
 from fastapi import Request
 
 from core.api.service import Disconnect, GenerationService
+from core.http.observe import record_of
 
 
 def service_of(request: Request) -> GenerationService:
-    return cast(GenerationService, request.app.state.service)
+    """The app's service; its generations also reach this request's log record."""
+    service = cast(GenerationService, request.app.state.service)
+    record = record_of(request.scope)
+    return service if record is None else service.also_observed_by(record.completed)
 
 
 DEADLINE_SCOPE_KEY = "nimbus.deadline"

@@ -18,6 +18,7 @@ from core.errors import (
     NotFoundError,
 )
 from core.http.errors import error_body
+from core.http.observe import note_error
 
 log = logging.getLogger("nimbus.api")
 
@@ -43,17 +44,21 @@ def validation_to_error(exc: RequestValidationError) -> NimbusError:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_nimbus(_: Request, exc: Exception) -> JSONResponse:
+    # Each handler notes the answer's error code for the request's metrics and log line.
+    async def on_nimbus(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, NimbusError)
         if exc.status >= 500 and exc.status != 503:
             log.error("request failed: %s", exc.message)
+        note_error(request.scope, exc.code)
         return error_response(exc)
 
-    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return error_response(validation_to_error(exc))
+        error = validation_to_error(exc)
+        note_error(request.scope, error.code)
+        return error_response(error)
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         cls = _STATUS_ERRORS.get(exc.status_code)
         error = cls(str(exc.detail)) if cls else NimbusError(str(exc.detail))
@@ -61,11 +66,14 @@ def install_error_handlers(app: FastAPI) -> None:
             error.status = exc.status_code
             error.error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
             error.code = {405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        note_error(request.scope, error.code)
         return error_response(error)
 
-    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return error_response(EngineError("internal server error"))
+        error = EngineError("internal server error")
+        note_error(request.scope, error.code)
+        return error_response(error)
 
     app.add_exception_handler(NimbusError, on_nimbus)
     app.add_exception_handler(RequestValidationError, on_validation)

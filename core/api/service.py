@@ -39,6 +39,14 @@ class GenerationService:
         self.engine = engine
         self.limits = limits
         self.observer = observer
+        self._extra: CompletionObserver | None = None
+
+    def also_observed_by(self, observer: CompletionObserver) -> GenerationService:
+        """A per-request view (same engine, limits and observer) whose generations ``observer``
+        sees too: how a request's log record gets its completion."""
+        view = GenerationService(self.engine, self.limits, self.observer)
+        view._extra = observer
+        return view
 
     # -- building engine requests ----------------------------------------------------------
     def _max_tokens(self, requested: int | None, param: str) -> int:
@@ -144,6 +152,8 @@ class GenerationService:
         stream = self.engine.submit(request)
         if self.observer is not None:
             stream.add_done_callback(self.observer)
+        if self._extra is not None:
+            stream.add_done_callback(self._extra)
         return stream
 
     async def complete(

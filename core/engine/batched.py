@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.engine.kvcells import CellMap
 from core.engine.lowlevel import Context, Model, Sampler, common_prefix
 from core.engine.stops import StopMatcher
 from core.engine.stream import GenerationStream
@@ -81,6 +82,9 @@ class SchedulerStats:
     prompt_tokens: int = 0
     reused_tokens: int = 0
     steps: int = 0
+    placed: int = 0  # requests that got a slot
+    reuse_hits: int = 0  # of which reused at least one cached prompt token
+    kv_cells_used: int = 0
 
 
 class BatchScheduler:
@@ -99,6 +103,7 @@ class BatchScheduler:
         self._model = model
         self._ctx = ctx
         self._slots = [_Slot(seq) for seq in range(slots)]
+        self._cells = CellMap(slots)
         self._chunk = max(1, min(prefill_chunk, ctx.n_batch))
         self._max_waiting = max_waiting
         self._prefix_cache = prefix_cache
@@ -113,6 +118,7 @@ class BatchScheduler:
         self._reused_tokens = 0
         self._steps = 0
         self._admitted = 0
+        self._reuse_hits = 0
 
     # -- any thread ---------------------------------------------------------------------------
     @property
@@ -138,6 +144,9 @@ class BatchScheduler:
             self._cond.notify_all()
 
     def stats(self) -> SchedulerStats:
+        # Slot lengths and cell runs are read while the engine thread runs: the gauge can be a
+        # step behind, or off for the instant a request is being placed.
+        cells = self._cells.used([len(s.cached) for s in self._slots])
         with self._cond:
             return SchedulerStats(
                 self._active,
@@ -145,6 +154,9 @@ class BatchScheduler:
                 self._prompt_tokens,
                 self._reused_tokens,
                 self._steps,
+                self._admitted,
+                self._reuse_hits,
+                cells,
             )
 
     def close(self) -> list[Job]:
@@ -235,11 +247,14 @@ class BatchScheduler:
         if donor is not slot and best - own >= _MIN_COPY_GAIN:
             self._ctx.seq_rm(slot.seq)
             self._ctx.seq_cp(donor.seq, slot.seq, 0, best)
+            self._cells.copy(donor.seq, slot.seq, best, len(donor.cached))
             slot.cached = tokens[:best]
         elif self._ctx.seq_rm(slot.seq, own, -1):
+            self._cells.keep(slot.seq, own, len(slot.cached))
             slot.cached = slot.cached[:own]
         else:  # this memory type cannot cut a sequence in the middle: start it afresh
             self._ctx.seq_rm(slot.seq)
+            self._cells.keep(slot.seq, 0, 0)
             slot.cached = []
         self._admitted += 1
         run = _Run(
@@ -250,9 +265,11 @@ class BatchScheduler:
             order=self._admitted,
         )
         slot.run = run
+        job.stream.mark_started()
         with self._cond:
             self._prompt_tokens += len(tokens)
             self._reused_tokens += run.reused
+            self._reuse_hits += int(run.reused > 0)
 
     def _retire_cancelled(self) -> None:
         now = time.monotonic()
@@ -323,6 +340,7 @@ class BatchScheduler:
         if idle:
             victim = min(idle, key=lambda s: s.last_used)
             self._ctx.seq_rm(victim.seq)
+            self._cells.clear(victim.seq)
             victim.cached = []
             return True
         busy = [s for s in self._slots if s.run is not None]
@@ -332,6 +350,7 @@ class BatchScheduler:
         log.warning("KV cache full: ending the longest request (%d tokens)", len(victim.cached))
         self._finish(victim, "length")
         self._ctx.seq_rm(victim.seq)
+        self._cells.clear(victim.seq)
         victim.cached = []
         return True
 
@@ -393,6 +412,7 @@ class BatchScheduler:
                 run.sampler.close()
                 slot.run = None
                 self._ctx.seq_rm(slot.seq)
+                self._cells.clear(slot.seq)
                 slot.cached = []
                 with self._cond:
                     self._active -= 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +53,7 @@ class LlamaEngine:
         self._template: ChatTemplate | None = None
         self._model_path: Path | None = None
         self._model_id = settings.model_alias or _alias_for(settings.model)
+        self._load_seconds: float | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def resolve(self) -> Path:
@@ -69,6 +71,7 @@ class LlamaEngine:
     def load(self) -> None:
         """Resolve, verify and load the model, then start the scheduler. Raises ModelLoadError."""
         path = self.resolve()
+        started = time.perf_counter()
         try:
             model, ctx = self._open(path)
             eng = self._settings.engine
@@ -99,6 +102,7 @@ class LlamaEngine:
             warm_up_token=max(model.bos, 0),
         )
         self._scheduler.start()
+        self._load_seconds = time.perf_counter() - started
         self._state, self._detail = "ready", None
         log.info(
             "model %s ready (%s, n_ctx=%d, slots=%d)", self._model_id, path, self.n_ctx, eng.slots
@@ -164,11 +168,25 @@ class LlamaEngine:
         return self._ctx.n_ctx if self._ctx is not None else self._settings.engine.n_ctx
 
     def stats(self) -> EngineStats:
+        slots = self._settings.engine.slots
         if self._scheduler is None:
-            capacity = self._settings.engine.slots + self._settings.limits.max_queue
-            return EngineStats(active=0, waiting=0, capacity=capacity)
+            capacity = slots + self._settings.limits.max_queue
+            return EngineStats(active=0, waiting=0, capacity=capacity, slots=slots)
         s = self._scheduler.stats()
-        return EngineStats(active=s.active, waiting=s.waiting, capacity=self._scheduler.capacity)
+        return EngineStats(
+            active=s.active,
+            waiting=s.waiting,
+            capacity=self._scheduler.capacity,
+            slots=slots,
+            kv_cells=self.n_ctx,
+            kv_cells_used=s.kv_cells_used,
+            placed=s.placed,
+            reuse_hits=s.reuse_hits,
+            prompt_tokens=s.prompt_tokens,
+            reused_tokens=s.reused_tokens,
+            decode_calls=s.steps,
+            load_seconds=self._load_seconds,
+        )
 
     def scheduler_stats(self) -> SchedulerStats | None:
         """Counters of the batching scheduler (prompt tokens seen/reused, decode steps)."""

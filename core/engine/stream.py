@@ -32,6 +32,7 @@ class GenerationStream:
     def __init__(self, prompt_tokens: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.prompt_tokens = prompt_tokens
         self.submitted_at = time.monotonic()
+        self.started_at: float | None = None  # when a slot took it (queue wait ends)
         self.first_token_at: float | None = None
         self.result: Completion | None = None
         self._loop = loop or asyncio.get_running_loop()
@@ -45,6 +46,9 @@ class GenerationStream:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
+    def mark_started(self) -> None:
+        self.started_at = time.monotonic()
+
     def emit(self, text: str) -> None:
         if not text:
             return
@@ -57,15 +61,24 @@ class GenerationStream:
         completion.total_s = now - self.submitted_at
         if self.first_token_at is not None:
             completion.time_to_first_token_s = self.first_token_at - self.submitted_at
+        if self.started_at is not None:
+            completion.queue_wait_s = self.started_at - self.submitted_at
         self.result = completion
+        # Observers run even when nobody reads the stream to its end (a client that went away
+        # still cost its tokens), and before the consumer sees the end: a request's log line
+        # written when the response is done already has its completion.
+        self._call(self._notify_done)
         self._put(_END)
 
     def fail(self, error: BaseException) -> None:
         self._put(error)
 
     def _put(self, item: str | _End | BaseException) -> None:
+        self._call(self._queue.put_nowait, item)
+
+    def _call(self, fn: Callable[..., None], *args: object) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+            self._loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:
             # The consumer's loop is gone (process shutting down): nobody is listening.
             self._cancelled.set()
@@ -75,8 +88,9 @@ class GenerationStream:
         self._cancelled.set()
 
     def add_done_callback(self, callback: DoneCallback) -> None:
-        """Call ``callback(result)`` once the consumer has read the whole stream; it runs on the
-        event loop, never on the engine thread, and its errors are logged, not raised."""
+        """Call ``callback(result)`` once the generation has finished (also when the consumer
+        stopped reading); it runs on the event loop, never on the engine thread, before the
+        consumer sees the end, and its errors are logged, not raised."""
         self._on_done.append(callback)
 
     def _notify_done(self) -> None:
@@ -92,7 +106,6 @@ class GenerationStream:
             item = await self._queue.get()
             if isinstance(item, _End):
                 self._done = True
-                self._notify_done()
                 return
             if isinstance(item, BaseException):
                 self._done = True

@@ -53,6 +53,8 @@ class Completion:
     total_s: float = 0.0
     cached_tokens: int = 0
     """Prompt tokens whose KV was reused from the prefix cache instead of evaluated."""
+    queue_wait_s: float | None = None
+    """Submission to getting a slot; None when the request never got one."""
 
     @property
     def tokens_per_second(self) -> float:
@@ -70,3 +72,18 @@ class EngineStats:
     active: int
     waiting: int
     capacity: int
+    # For metrics (core.metrics); an engine without the numbers leaves the defaults.
+    slots: int = 0
+    kv_cells: int = 0
+    kv_cells_used: int = 0
+    placed: int = 0
+    """Requests that got a slot (cumulative, like the three counters below)."""
+    reuse_hits: int = 0
+    """Placed requests that reused at least one cached prompt token."""
+    prompt_tokens: int = 0
+    """Prompt tokens of placed requests."""
+    reused_tokens: int = 0
+    """Of which taken from the prefix cache instead of evaluated."""
+    decode_calls: int = 0
+    load_seconds: float | None = None
+    """How long loading the model took; None until it has loaded."""

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import InvalidJSONError, InvalidRequestError, NimbusError, PayloadTooLargeError
 from core.http.errors import send_error
+from core.http.observe import note_error
 
 # RFC 9110 field values: no control characters except horizontal tab. The HTTP server already
 # refuses NUL, CR and LF; other controls (ESC, BEL, ...) would reach the app and its logs.
@@ -31,13 +32,13 @@ class BodyMiddleware:
             return
         if (name := bad_header(scope)) is not None:
             safe = "".join(ch if ch.isalnum() or ch in "-_" else "?" for ch in name[:64])
-            await send_error(
-                send, InvalidRequestError(f"header '{safe}' contains control characters")
+            await self._refuse(
+                scope, send, InvalidRequestError(f"header '{safe}' contains control characters")
             )
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await self._too_large(send)
+            await self._too_large(scope, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -48,14 +49,14 @@ class BodyMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._too_large(send)
+                await self._too_large(scope, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
         if _is_json(scope) and (error := self._check_json(body)) is not None:
-            await send_error(send, error)
+            await self._refuse(scope, send, error)
             return
         replayed = False
 
@@ -68,9 +69,14 @@ class BodyMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, scope: Scope, send: Send) -> None:
         error = PayloadTooLargeError(f"request body is larger than {self.max_bytes} bytes")
-        await send_error(send, error, close=True)
+        await self._refuse(scope, send, error, close=True)
+
+    @staticmethod
+    async def _refuse(scope: Scope, send: Send, error: NimbusError, *, close: bool = False) -> None:
+        note_error(scope, error.code)
+        await send_error(send, error, close=close)
 
     def _check_json(self, body: bytes) -> NimbusError | None:
         if not body:

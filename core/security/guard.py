@@ -20,6 +20,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from core.engine.stream import GenerationStream
 from core.errors import AuthenticationError, RateLimitedError
 from core.http.headers import response_headers
+from core.http.observe import note_facts
 from core.security.keys import KeyRing, require_configured
 from core.security.output import OutputFilter
 from core.security.prompt import PromptGuard, PromptReport
@@ -211,4 +212,6 @@ async def request_security(
                 f"rate limit exceeded; retry in {decision.headers()['Retry-After']} s",
                 headers=decision.headers(),
             )
-    return RequestSecurity(security, client, _headers=headers)
+    sec = RequestSecurity(security, client, _headers=headers)
+    note_facts(request.scope, sec)  # client and redactions for the request's log and metrics
+    return sec

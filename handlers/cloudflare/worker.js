@@ -5,6 +5,7 @@ import { VERSION, readConfig } from "./config.js";
 import { EdgeError, errorResponse } from "./errors.js";
 import { checkShape, readBody } from "./guard.js";
 import { health } from "./health.js";
+import { isPage } from "./pages.js";
 import { forward } from "./proxy.js";
 
 function routed(pathname) {
@@ -13,7 +14,8 @@ function routed(pathname) {
 
 async function handle(request, env) {
   const url = new URL(request.url);
-  if (!routed(url.pathname)) throw new EdgeError("not_found", "Not Found");
+  const page = isPage(url.pathname, request.method);
+  if (!page && !routed(url.pathname)) throw new EdgeError("not_found", "Not Found");
   let config;
   try {
     config = readConfig(env);
@@ -25,6 +27,7 @@ async function handle(request, env) {
   }
   // Open like core's, so load balancers and uptime checks need no key.
   if (url.pathname === "/api/health" && request.method === "GET") return health(config, VERSION);
+  if (page) return forward(request, null, config);
   await checkApiKey(request, config);
   const body = await readBody(request);
   checkShape(url.pathname, request.method, request.headers.get("content-type"), body);

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -38,7 +38,8 @@ class ModalRuntime:
         self.settings = settings
         self.engine = engine
         self.app = app
-        self.service = GenerationService(engine, settings.limits)
+        # The app's service: generate() calls are counted in its metrics like web requests.
+        self.service = cast(GenerationService, app.state.service)
         self.trusted = Security(settings, trusted=True)
         self.timings: dict[str, float] = {}
 

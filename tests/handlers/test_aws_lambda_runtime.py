@@ -13,6 +13,7 @@ import pytest
 
 from tests.support import lambda_events as ev
 from tests.support.lambda_runtime import Invocation, LambdaProcess, lambda_function
+from tests.support.metrics import emf_units, emf_values
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,8 +50,11 @@ def test_cold_start_then_warm_invocations_reuse_the_model(fn: LambdaProcess) -> 
     assert fn.proc.poll() is None
     assert len(fn.logs("model loaded")) == 1
     assert len(fn.logs("init done")) == 1
-    # Powertools' ColdStart metric is emitted by the first invocation only.
+    # Powertools' ColdStart metric is emitted by the first invocation only, and so is the
+    # model's load time (measured at init, sent with the first invocation's metrics).
     assert [doc["ColdStart"] for doc in emf_for(fn, "ColdStart")] == [[1.0]]
+    (load,) = emf_values(fn.metrics(), "ModelLoad")
+    assert 0 < load < 120
     requests = fn.logs("request")
     assert [r["cold_start"] for r in requests[:4]] == [True, False, False, False]
 
@@ -217,33 +221,53 @@ def test_logs_are_json_with_request_id_and_no_prompt_text(fn: LambdaProcess) -> 
     assert inv.response["headers"]["x-request-id"] == "req-correlation-1"
     line = next(r for r in fn.logs("request") if r.get("correlation_id") == "req-correlation-1")
     assert line["function_request_id"] == inv.request_id
+    # The same fields as every platform's request log line, the correlation id as its id.
+    assert line["request_id"] == "req-correlation-1" and line["route"] == "/api/generate"
     assert line["method"] == "POST" and line["path"] == "/api/generate"
-    assert line["status"] == 200 and line["completion_tokens"] >= 1
-    assert line["prompt_tokens"] > 0 and line["latency_ms"] > 0
+    assert line["status"] == 200 and line["completion_tokens"] == body_of(inv)["tokens"]
+    assert line["prompt_tokens"] > 0 and line["duration_ms"] > 0 and line["ttft_ms"] > 0
+    assert line["model"] == "smollm2-135m-instruct" and line["finish_reason"] == "length"
     assert SECRET_PROMPT not in fn.output()
     assert "request_body" not in line and "completion_text" not in line
 
 
 def test_emf_metrics_per_generation(fn: LambdaProcess) -> None:
-    fn.api.invoke(ev.function_url("POST", "/api/generate", {"prompt": "Hey", "maxTokens": 6}))
-    docs = emf_for(fn, "CompletionTokens")
-    assert docs
-    doc = docs[-1]
-    names = {m["Name"]: m["Unit"] for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
-    assert names == {
+    inv = fn.api.invoke(
+        ev.function_url(
+            "POST",
+            "/v1/completions",
+            {"prompt": "1, 2, 3,", "max_tokens": 6, "temperature": 0},
+        )
+    )
+    usage = body_of(inv)["usage"]
+    doc = emf_for(fn, "CompletionTokens")[-1]  # one document per invocation
+    # The names and units of core.metrics.catalog, the same as /metrics serves.
+    assert emf_units([doc]) == {
+        "Requests": "Count",
+        "RequestDuration": "Seconds",
         "PromptTokens": "Count",
         "CompletionTokens": "Count",
-        "TimeToFirstToken": "Milliseconds",
+        "TimeToFirstToken": "Seconds",
+        "InterTokenLatency": "Seconds",
+        "QueueWait": "Seconds",
         "TokensPerSecond": "Count/Second",
-        "Latency": "Milliseconds",
     }
     assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "nimbus"
-    assert 1 <= doc["CompletionTokens"][0] <= 6 and doc["PromptTokens"][0] > 0
-    assert doc["TimeToFirstToken"][0] > 0 and doc["TokensPerSecond"][0] > 0
-    # Requests without a generation still report their latency.
+    value = {name: emf_values([doc], name) for name in emf_units([doc])}
+    assert value["CompletionTokens"] == [usage["completion_tokens"]] == [6]
+    assert value["PromptTokens"] == [usage["prompt_tokens"]] and value["Requests"] == [1]
+    (duration,) = value["RequestDuration"]
+    assert 0 < value["TimeToFirstToken"][0] < duration < 60
+    assert 0 < value["InterTokenLatency"][0] < duration and value["QueueWait"][0] >= 0
+    # Requests without a generation still report theirs.
     fn.api.invoke(ev.function_url("GET", "/api/health"))
     last = fn.metrics()[-1]
-    assert "Latency" in last and "CompletionTokens" not in last
+    assert "RequestDuration" in last and "CompletionTokens" not in last
+    # A refusal: its own document, the reason as a dimension.
+    big = ev.function_url("POST", "/api/generate", {"prompt": "x" * 1_100_000})
+    assert fn.api.invoke(big).response["statusCode"] == 413
+    refusal = emf_for(fn, "Refusals")[-1]
+    assert refusal["reason"] == "too_large" and refusal["Refusals"] == [1.0]
 
 
 def test_prompt_logging_when_enabled(tmp_path: Path) -> None:

@@ -98,6 +98,10 @@ def test_keys_are_required_by_default_on_lambda(fn: LambdaProcess) -> None:
     assert error_of(missing)["code"] == "invalid_api_key"
     wrong = fn.api.invoke(generate("not-a-valid-key-at-all-000000")).response
     assert wrong["statusCode"] == 401
+    # Each refusal is an EMF document of its own, with its reason as a dimension.
+    refusals = [doc for doc in fn.metrics() if "Refusals" in doc]
+    assert [doc["reason"] for doc in refusals] == ["auth", "auth"]
+    assert refusals[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service", "reason"]]
     # Health stays open for load balancers and the Web Adapter's readiness check.
     assert fn.api.invoke(ev.function_url("GET", "/api/health")).response["statusCode"] == 200
 
@@ -116,6 +120,7 @@ def test_rate_limit_in_dynamodb_answers_429(fn: LambdaProcess, aws: dict[str, An
     assert limited["statusCode"] == 429
     assert error_of(limited)["code"] == "rate_limit_exceeded"
     assert int(limited["headers"]["retry-after"]) > 0
+    assert any(doc.get("reason") == "rate_limit" and "Refusals" in doc for doc in fn.metrics())
     items = aws["dynamo"].scan(TableName=TABLE)["Items"]
     assert items and all("expires_at" in item for item in items)
 

@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.support.lambda_runtime import ROOT, lambda_env
+from tests.support.metrics import Scrape, delta, emf_units, emf_values
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -55,7 +56,11 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebAdapterTarget]:
                 "--no-access-log",
             ],
             cwd=ROOT,
-            env=lambda_env(tmp, AWS_LWA_INVOKE_MODE="response_stream"),
+            # /metrics on too: the same app serves it here (scraping a function is unusual, but
+            # it shows the Prometheus and EMF numbers agree).
+            env=lambda_env(
+                tmp, AWS_LWA_INVOKE_MODE="response_stream", NIMBUS_METRICS__ENABLED="true"
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -159,8 +164,34 @@ def test_request_logs_and_metrics_per_request(web: WebAdapterTarget) -> None:
         r for r in lines if r.get("message") == "request" and r.get("correlation_id") == "lwa-log-1"
     )
     assert request["status"] == 200 and request["path"] == "/api/generate"
-    assert request["completion_tokens"] >= 1
+    assert request["request_id"] == "lwa-log-1" == resp.headers["x-request-id"]
+    assert request["completion_tokens"] == resp.json()["tokens"]
     emf = [r for r in lines if "_aws" in r]
-    assert any("CompletionTokens" in r and "Latency" in r for r in emf)
+    assert any("CompletionTokens" in r and "RequestDuration" in r for r in emf)
     assert sum(1 for r in emf if "ColdStart" in r) == 1
+    assert len(emf_values(emf, "ModelLoad")) == 1
     assert len([r for r in lines if r.get("message") == "model loaded"]) == 1
+
+
+def test_metrics_scraped_and_emf_agree(web: WebAdapterTarget) -> None:
+    before = Scrape(httpx.get(f"{web.base_url}/metrics", timeout=60).text)
+    resp = httpx.post(
+        f"{web.base_url}/v1/completions",
+        json={"prompt": "1, 2, 3,", "max_tokens": 7, "temperature": 0},
+        headers=lwa_headers("lwa-metrics-1", 120_000),
+        timeout=120,
+    )
+    usage = resp.json()["usage"]
+    after = Scrape(httpx.get(f"{web.base_url}/metrics", timeout=60).text)
+    assert delta(before, after, "nimbus_completion_tokens_total") == usage["completion_tokens"]
+    assert delta(before, after, "nimbus_prompt_tokens_total") == usage["prompt_tokens"]
+    assert delta(before, after, "nimbus_requests_total", route="/v1/completions", status="200") == 1
+    assert delta(before, after, "nimbus_time_to_first_token_seconds_count") == 1
+    # The invocation's EMF document (flushed when it ended) has the same numbers.
+    docs = [r for r in web.json_lines() if "_aws" in r and "CompletionTokens" in r]
+    doc = docs[-1]
+    assert emf_values([doc], "CompletionTokens") == [usage["completion_tokens"]]
+    assert emf_values([doc], "PromptTokens") == [usage["prompt_tokens"]]
+    assert emf_units([doc])["TimeToFirstToken"] == "Seconds"
+    ttft_sum = delta(before, after, "nimbus_time_to_first_token_seconds_sum")
+    assert emf_values([doc], "TimeToFirstToken") == [pytest.approx(ttft_sum)]

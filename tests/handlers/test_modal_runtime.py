@@ -20,6 +20,7 @@ from core.api.protocol import GenerateResponse
 from core.errors import InvalidParameterError
 from tests.conftest import free_port, start_server
 from tests.handlers.test_modal_app import ROOT, TEST_KEY, load_modal_app
+from tests.support.metrics import Scrape, delta
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +29,7 @@ TEST_ENV = {
     "NIMBUS_ENGINE__N_CTX": "1024",
     "NIMBUS_ENGINE__N_THREADS": "2",
     "NIMBUS_SECURITY__AUTH__KEYS": TEST_KEY,
+    "NIMBUS_METRICS__ENABLED": "true",
 }
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 
@@ -219,6 +221,36 @@ def test_web_app_speaks_openai_to_the_official_client(deployed: Deployed) -> Non
         if chunk.choices
     ]
     assert "".join(pieces).strip()
+
+
+def test_metrics_count_web_requests_and_method_calls(deployed: Deployed) -> None:
+    with httpx.Client(base_url=deployed.base_url, timeout=120) as http:
+        assert http.get("/metrics").status_code == 401  # API keys are on: scrapers need one
+
+        def scrape() -> Scrape:
+            reply = http.get("/metrics", headers=AUTH)
+            assert reply.status_code == 200
+            return Scrape(reply.text)
+
+        before = scrape()
+        client = OpenAI(base_url=f"{deployed.base_url}/v1", api_key=TEST_KEY, max_retries=0)
+        chat = client.chat.completions.create(
+            model="smollm2-135m-instruct",
+            messages=[{"role": "user", "content": "Name a river."}],
+            max_tokens=6,
+            temperature=0,
+        )
+        method = deployed.obj.generate.local("Name a mountain.", max_tokens=5, temperature=0.0)
+        after = scrape()
+    assert chat.usage is not None
+    generated = chat.usage.completion_tokens + method["tokens"]
+    assert delta(before, after, "nimbus_completion_tokens_total") == generated
+    # Only the web request is an HTTP request; the method call is a generation all the same.
+    route = "/v1/chat/completions"
+    assert delta(before, after, "nimbus_requests_total", route=route, status="200") == 1
+    assert delta(before, after, "nimbus_time_to_first_token_seconds_count") == 2
+    assert after.value("nimbus_model_load_seconds") > 0
+    assert after.value("nimbus_slots") == deployed.user.runtime.settings.engine.slots
 
 
 def test_runtime_generate_matches_the_native_route_contract() -> None:

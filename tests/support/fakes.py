@@ -82,6 +82,7 @@ class FakeEngine:
 
     def _produce(self, request: GenerationRequest, stream: GenerationStream, n_prompt: int) -> None:
         self.active += 1
+        stream.mark_started()  # the fake has a slot for everyone
         try:
             text, count, finish = "", 0, "stop"
             for word in self.words:

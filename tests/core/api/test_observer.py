@@ -41,6 +41,25 @@ async def test_a_failing_observer_never_breaks_the_response() -> None:
     assert resp.status_code == 200 and resp.json()["tokens"] == 2
 
 
-async def test_no_observer_is_the_default() -> None:
+async def test_without_an_observer_only_the_apps_metrics_observe() -> None:
     app = create_app(Settings(), FakeEngine())  # type: ignore[arg-type]
-    assert app.state.service.observer is None
+    assert app.state.service.observer == app.state.telemetry.completion
+
+
+async def test_observer_sees_a_generation_nobody_read_to_its_end() -> None:
+    # A client that goes away mid-stream still cost its tokens: they must be counted.
+    import asyncio
+
+    from core.engine.types import GenerationRequest, PromptSegment
+
+    seen: list[Completion] = []
+    app = create_app(Settings(), FakeEngine(), observer=seen.append)  # type: ignore[arg-type]
+    stream = app.state.service.submit(
+        GenerationRequest(prompt=(PromptSegment("hi", special=False),), max_tokens=3)
+    )
+    for _ in range(500):
+        if seen:
+            break
+        await asyncio.sleep(0.01)
+    assert [c.completion_tokens for c in seen] == [3]
+    assert seen[0].queue_wait_s is not None and stream.result is seen[0]
