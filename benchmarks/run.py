@@ -484,6 +484,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     p.add_argument(
+        "--save-cpu-baseline",
+        action="store_true",
+        help="write nimbus's Python CPU per token from this run to "
+        "benchmarks/python_cpu_baseline.json (the 'before' of the per-token target)",
+    )
+    p.add_argument(
         "--nimbus-tree",
         type=Path,
         help="a checkout whose core/ the nimbus HTTP peer runs (default: this one), e.g. an "
@@ -642,11 +648,41 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": round(os.getloadavg()[0], 2),
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+    if args.save_cpu_baseline:
+        save_cpu_baseline(results.get("nimbus", {}), cfg, meta)
     labels = {k: PEERS[k].label for k in keys}
     written = write(args.out, results, labels, meta, chart=not args.no_chart)
     print((args.out / "bench.md").read_text())
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     return 0 if results else 1
+
+
+def save_cpu_baseline(nimbus: dict[str, Any], cfg: BenchConfig, meta: dict[str, Any]) -> None:
+    """The 'before' that the Python-CPU-per-token target compares with (report.BASELINE_FILE)."""
+    from benchmarks.report import BASELINE_FILE
+
+    per_token = {k[4:]: v["python"] for k, v in nimbus.items() if k.startswith("cpu_") and v}
+    if not per_token:
+        return
+    commit = subprocess.run(
+        ["git", "-C", cfg.nimbus_tree, "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    BASELINE_FILE.write_text(
+        json.dumps(
+            {
+                "python_us_per_token": per_token,
+                "nimbus_commit": commit or "unknown",
+                "command": meta["command"],
+                "cpu": meta["cpu"],
+                "load_average": meta["load_average"],
+                "when": meta["when"],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def platform_cold_starts(cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
