@@ -25,6 +25,52 @@ from benchmarks.run import Progress, build_config, cold_starts, parse_args, star
 
 _LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
 
+# What `nimbus serve` imports before its first token, in its order: the main thread's web stack,
+# then what the loading thread imports (llama-cpp-python and numpy). Each step's CPU time is
+# measured after the steps before it, so shared dependencies count once, where first needed.
+SERVE_IMPORTS = (
+    ("pydantic", "pydantic"),
+    ("pydantic_settings", "pydantic-settings"),
+    ("core.settings", "nimbus settings"),
+    ("core.cli", "nimbus CLI"),
+    ("core.engine.llama", "nimbus engine front"),
+    ("uvicorn", "uvicorn (click, watchfiles)"),
+    ("fastapi", "FastAPI (Starlette, OpenAPI models, OpenTelemetry API)"),
+    ("core.app", "nimbus app: routes, protocol models, security, metrics, UI"),
+    ("numpy", "numpy (loading thread)"),
+    ("llama_cpp", "llama-cpp-python (loading thread)"),
+)
+_CPU_CHILD = """
+import importlib, json, sys, time
+out, last = [], time.process_time()
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+    now = time.process_time()
+    out.append((now - last) * 1000)
+    last = now
+print(json.dumps({"start": last * 1000 - sum(out), "steps": out}))
+"""
+
+
+def import_cpu_ms(runs: int = 5) -> tuple[float, list[float]]:
+    """Median CPU ms of interpreter start-up and of each SERVE_IMPORTS step (fresh processes)."""
+    import json
+    import subprocess
+
+    starts: list[float] = []
+    steps: list[list[float]] = []
+    for _ in range(runs):
+        proc = subprocess.run(
+            [sys.executable, "-c", _CPU_CHILD, *(m for m, _ in SERVE_IMPORTS)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        data = json.loads(proc.stdout)
+        starts.append(data["start"])
+        steps.append(data["steps"])
+    return statistics.median(starts), [statistics.median(col) for col in zip(*steps, strict=True)]
+
 
 def imports_by_package(log: str) -> Counter[str]:
     """Self import time (µs) per top-level package from ``-X importtime`` lines."""
@@ -44,7 +90,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-build", action="store_true")
     p.add_argument("--nimbus-tree", type=Path)
     p.add_argument("--top", type=int, default=12, help="packages listed (by import time)")
+    p.add_argument(
+        "--imports-only",
+        action="store_true",
+        help="only the CPU time of the imports before the first token (no server started)",
+    )
     args = p.parse_args(argv)
+    start_ms, steps = import_cpu_ms(args.runs)
+    print(f"CPU time of what `nimbus serve` imports, in its order (median of {args.runs}):")
+    print()
+    print("| step | CPU ms |")
+    print("|---|---|")
+    print(f"| interpreter start-up (site, encodings, json) | {start_ms:.0f} |")
+    for (module, label), ms in zip(SERVE_IMPORTS, steps, strict=True):
+        print(f"| `import {module}`: {label} | {ms:.0f} |")
+    print(f"| **all of it** | **{start_ms + sum(steps):.0f}** |")
+    print()
+    if args.imports_only:
+        return 0
     # Terminated: unwind, so a server being timed is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bench_argv = ["--repeats", str(args.runs), "--peers", args.peers]
