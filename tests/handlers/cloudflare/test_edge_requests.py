@@ -13,8 +13,8 @@ import pytest
 
 from core.app import create_app
 from core.settings import LimitSettings, Settings
-from tests.fakes import FakeEngine
 from tests.handlers.cloudflare.conftest import WORKER_DIR
+from tests.support.fakes import FakeEngine
 
 LIMITS = LimitSettings.model_validate({})
 EDGE_CAP = 48
