@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import statistics
 import sys
 import tempfile
@@ -60,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="rounds per level and checkout")
     p.add_argument("--threads", type=int, help="llama.cpp threads (default: all cores)")
     args = p.parse_args(argv)
-    bench = ["--peers", "nimbus", "--max-tokens", str(args.max_tokens)]
+    # Terminated (e.g. by `timeout`): unwind, so both servers are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # The same server settings as `make bench` with these levels (slots: the highest one).
+    bench = ["--peers", "nimbus", "--max-tokens", str(args.max_tokens), "--streams", args.streams]
     if args.threads:
         bench += ["--threads", str(args.threads)]
     cfg = build_config(parse_args(bench))
