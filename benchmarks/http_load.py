@@ -72,6 +72,20 @@ def concurrent_round(
     return sum(len(r.token_times) for r in runs) / wall, runs
 
 
+def decode_phase_rate(runs: list[StreamRun]) -> float:
+    """Tokens per second while every stream of a round was decoding: from the last stream's
+    first token to the first stream's last token (prefill and stragglers left out), the window
+    that llama-batched-bench's S_TG measures."""
+    live = [r.token_times for r in runs if len(r.token_times) > 1]
+    if len(live) != len(runs) or not live:
+        return float("nan")
+    start, end = max(t[0] for t in live), min(t[-1] for t in live)
+    if end <= start:
+        return float("nan")
+    arrivals = sum(1 for t in live for x in t if start < x <= end)
+    return arrivals / (end - start)
+
+
 def prompt_latency(base_url: str, prompt: str) -> tuple[int, float]:
     """(prompt tokens, seconds) for a one-token completion: the prefill time of ``prompt``."""
     t0 = time.perf_counter()

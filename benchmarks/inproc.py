@@ -7,7 +7,8 @@ from that), then answers one JSON command per stdin line with one JSON line:
 
 - `{"cmd": "single", "prompt": ..., "max_tokens": n}` -> `{"ttft_s": .., "decode_tps": ..}`
 - `{"cmd": "prefill", "prompt": ...}` -> `{"prefill_tps": ..}` (a one-token completion)
-- `{"cmd": "aggregate"}` -> `{"<streams>": tok/s, ...}` (concurrent streams; engine only)
+- `{"cmd": "aggregate"}` -> `{"rates": {"<streams>": tok/s}, "cpu": {"<streams>": {..}}}`
+  (concurrent streams and the Python CPU time per token of each, benchmarks.probe; engine only)
 - `{"cmd": "rss"}` -> `{"rss_mb": ..}` (peak RSS); then it exits.
 
 Peers:
@@ -73,16 +74,19 @@ class RawPeer:
         out: Any = self.llm.create_completion(text, max_tokens=1, temperature=0)
         return float(out["usage"]["prompt_tokens"]) / (time.perf_counter() - t0)
 
-    def aggregate(self) -> dict[str, float]:
+    def aggregate(self) -> dict[str, Any]:
         return {}  # one Llama object serves one request at a time
 
 
 class EnginePeer:
     def __init__(self, w: dict[str, Any]) -> None:
+        from benchmarks.probe import CpuProbe
         from core.engine.llama import LlamaEngine
         from core.settings import Settings
 
         self.w = w
+        self.probe = CpuProbe()
+        self.probe.install()
         settings = Settings(
             model=w["model"],
             engine={"n_ctx": w["n_ctx"], "n_threads": w["threads"], "slots": w["slots"]},
@@ -120,12 +124,16 @@ class EnginePeer:
         t0, times, n = self.loop.run_until_complete(self._one(text, 1))
         return n / ((times[0] if times else time.perf_counter()) - t0)
 
-    def aggregate(self) -> dict[str, float]:
+    def aggregate(self) -> dict[str, Any]:
+        from benchmarks.probe import per_token
+
         w = self.w
 
-        async def run() -> dict[str, float]:
+        async def run() -> dict[str, Any]:
             aggregate: dict[str, float] = {}
+            cpu: dict[str, dict[str, float]] = {}
             for c in w["streams"]:
+                before = self.probe.snapshot()
                 t0 = time.perf_counter()
                 runs = await asyncio.gather(
                     *(
@@ -138,7 +146,8 @@ class EnginePeer:
                 )
                 total = sum(len(times) for _, times, _ in runs)
                 aggregate[str(c)] = total / (time.perf_counter() - t0)
-            return aggregate
+                cpu[str(c)] = per_token(before, self.probe.snapshot(), total)
+            return {"rates": aggregate, "cpu": cpu}
 
         return self.loop.run_until_complete(run())
 

@@ -17,8 +17,10 @@ seconds for multi-GB images) and gives CPU in proportion to memory.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -85,6 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--s3", action="store_true", help="load the model from S3 (moto)")
+    parser.add_argument("--json", action="store_true", help="one JSON line of medians (ms)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -95,8 +98,13 @@ def main() -> None:
                 print(
                     f"run {i + 1}/{args.runs}: "
                     + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in results[-1].items()),
+                    file=sys.stderr if args.json else sys.stdout,
                     flush=True,
                 )
+    if args.json:  # for `make bench`: medians in ms
+        medians = {k: statistics.median(r[k] * 1000 for r in results) for k in results[0]}
+        print(json.dumps({"runs": args.runs, "median_ms": medians}))
+        return
     source = "S3 (moto on loopback)" if args.s3 else "baked into the image (bundled wheel)"
     print(f"\nModel: {source}; {args.runs} runs; {os.cpu_count()} CPUs\n")
     print("| Phase | median | min | max |")

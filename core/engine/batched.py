@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from core.engine.kvcells import CellMap
 from core.engine.lowlevel import Context, Model, Sampler, Scored, common_prefix
 from core.engine.stops import StopMatcher
-from core.engine.stream import GenerationStream
+from core.engine.stream import GenerationStream, Outbox
 from core.engine.types import (
     ChoiceResult,
     Completion,
@@ -191,6 +191,9 @@ class BatchScheduler:
         self.throughput = Throughput()
         self._queue: deque[Job] = deque()
         self._tasks: deque[EngineTask] = deque()
+        # What this thread hands to streams during one pass of the loop reaches each event loop
+        # in one call at the end of it (one wakeup per step, not one per token).
+        self.outbox = Outbox()
         self._cond = threading.Condition()
         self._active = 0
         self._stopping = False
@@ -284,6 +287,7 @@ class BatchScheduler:
 
     # -- engine thread ------------------------------------------------------------------------
     def _loop(self) -> None:
+        self.outbox.claim()
         try:
             self._warm_up()
             while self._wait_for_work():
@@ -302,11 +306,13 @@ class BatchScheduler:
                         log.exception("decode step failed")
                         error = exc if isinstance(exc, NimbusError) else EngineError(str(exc))
                         self._fail_running(error)
+                self.outbox.flush()
         except BaseException as exc:  # never leave a stream hanging
             log.exception("engine loop crashed")
             self._fail_all(exc)
         finally:
             self._fail_all(ModelNotReadyError("server is shutting down"))
+            self.outbox.flush()
 
     def _warm_up(self) -> None:
         # Here, on the engine thread, and nowhere else: llama.cpp's OpenMP build gives every
@@ -483,12 +489,7 @@ class BatchScheduler:
                 size = self._chunk if plan else ctx.n_batch
                 chunk = prompt[start : start + min(size, ctx.n_batch - ctx.batch_size)]
                 last = start + len(chunk) == len(prompt)
-                logits_row: int | None = None
-                for k, token in enumerate(chunk):
-                    want = last and k == len(chunk) - 1
-                    r = ctx.batch_add(token, start + k, slot.seq, want)
-                    if want:
-                        logits_row = r
+                logits_row = ctx.batch_add_span(chunk, start, slot.seq, logits_last=last)
                 plan.append((slot, chunk, logits_row))
             if not plan:
                 return
@@ -503,11 +504,30 @@ class BatchScheduler:
             slot.cached.extend(fed)
             if slot.run is not None:
                 slot.run.pending = None
+        # Greedy rows without log-probabilities: one argmax over the whole batch's logits.
+        greedy = [
+            (slot, row)
+            for slot, _, row in plan
+            if row is not None
+            and slot.run is not None
+            and slot.run.sampler.greedy_only
+            and slot.run.logprobs is None
+            and not slot.run.followers
+        ]
+        picked = (
+            dict(zip((id(s) for s, _ in greedy), ctx.argmax([r for _, r in greedy]), strict=True))
+            if greedy
+            else {}
+        )
         for slot, _, row in plan:
             run = slot.run
             if row is None or run is None:
                 continue
-            if run.logprobs is None and not run.followers:  # the common case: as cheap as ever
+            token = picked.get(id(slot))
+            if token is not None:
+                self._on_token(slot, token)
+                continue
+            if run.logprobs is None and not run.followers:  # a sampler chain: one call
                 self._on_token(slot, run.sampler.sample(ctx, row))
                 continue
             followers, run.followers = run.followers, []

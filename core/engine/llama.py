@@ -307,8 +307,10 @@ class LlamaEngine:
             )
         from core.engine.batched import Job
 
-        stream = GenerationStream(prompt_tokens=len(tokens), loop=asyncio.get_running_loop())
         assert self._scheduler is not None
+        stream = GenerationStream(
+            len(tokens), asyncio.get_running_loop(), outbox=self._scheduler.outbox
+        )
         self._scheduler.submit(Job(request, tokens, min(request.max_tokens, room), stream))
         return stream
 

@@ -198,8 +198,31 @@ class Context:
         self.n_ctx = int(C.llama_n_ctx(ctx))
         self.n_batch = config.n_batch
         self.memory: Any = C.llama_get_memory(ctx)
-        self._batch: Any = C.llama_batch_init(config.n_batch, 0, 1)
         self._n = 0
+        self.n_vocab = model.n_vocab
+        self._outputs: dict[int, int] = {}  # batch row -> its row in llama_get_logits
+        # The batch's columns are numpy arrays owned here: a step writes a prompt chunk's
+        # tokens, positions, sequence and logits flags with one call per column, not five
+        # ctypes stores per token. Every token belongs to one sequence (n_seq_id 1).
+        n = config.n_batch
+        self._tok = np.zeros(n, dtype=np.int32)
+        self._pos = np.zeros(n, dtype=np.int32)
+        self._seq = np.zeros(n, dtype=np.int32)
+        self._logit = np.zeros(n, dtype=np.int8)
+        self._one = np.ones(n, dtype=np.int32)
+        seq_p = ctypes.POINTER(C.llama_seq_id)
+        self._seq_rows = (seq_p * n)(
+            *(ctypes.cast(self._seq.ctypes.data + 4 * i, seq_p) for i in range(n))
+        )
+        b: Any = C.llama_batch()
+        b.n_tokens = 0
+        b.token = self._tok.ctypes.data_as(ctypes.POINTER(C.llama_token))
+        b.embd = None
+        b.pos = self._pos.ctypes.data_as(ctypes.POINTER(C.llama_pos))
+        b.n_seq_id = self._one.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        b.seq_id = ctypes.cast(self._seq_rows, ctypes.POINTER(seq_p))
+        b.logits = self._logit.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+        self._batch: Any = b
 
     # -- KV cells ---------------------------------------------------------------------------
     def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
@@ -214,6 +237,7 @@ class Context:
     # -- batch ------------------------------------------------------------------------------
     def batch_clear(self) -> None:
         self._n = 0
+        self._outputs = {}
 
     @property
     def batch_size(self) -> int:
@@ -221,14 +245,47 @@ class Context:
 
     def batch_add(self, token: int, pos: int, seq: int, logits: bool) -> int:
         """Append one token; returns its row index (for sampling when ``logits``)."""
-        b, i = self._batch, self._n
-        b.token[i] = token
-        b.pos[i] = pos
-        b.n_seq_id[i] = 1
-        b.seq_id[i][0] = seq
-        b.logits[i] = logits
+        i = self._n
+        self._tok[i] = token
+        self._pos[i] = pos
+        self._seq[i] = seq
+        self._logit[i] = logits
+        if logits:
+            self._outputs[i] = len(self._outputs)
         self._n = i + 1
         return i
+
+    def batch_add_span(
+        self, tokens: Sequence[int], pos: int, seq: int, *, logits_last: bool
+    ) -> int | None:
+        """Append consecutive tokens of one sequence (a prompt chunk) starting at position
+        ``pos``; returns the last one's row when it asks for logits."""
+        i, k = self._n, len(tokens)
+        if k == 0:
+            return None
+        self._tok[i : i + k] = tokens
+        self._pos[i : i + k] = np.arange(pos, pos + k, dtype=np.int32)
+        self._seq[i : i + k] = seq
+        self._logit[i : i + k] = 0
+        self._n = i + k
+        if not logits_last:
+            return None
+        self._logit[i + k - 1] = 1
+        self._outputs[i + k - 1] = len(self._outputs)
+        return i + k - 1
+
+    def argmax(self, rows: Sequence[int]) -> list[int]:
+        """The most likely token of each batch row in ``rows`` (rows that asked for logits),
+        from one view of all the last decode's logits: one native call for the whole batch
+        instead of one per row. Ties go to the lowest id, as llama.cpp's greedy sampler does."""
+        outputs = self._outputs
+        logits = np.ctypeslib.as_array(
+            C.llama_get_logits(self.ptr), shape=(len(outputs), self.n_vocab)
+        )
+        if 2 * len(rows) >= len(outputs):
+            best = logits.argmax(axis=1).tolist()  # one pass; no copy of the rows
+            return [best[outputs[r]] for r in rows]
+        return [int(logits[outputs[r]].argmax()) for r in rows]
 
     def decode(self) -> int:
         """0 ok, 1 no KV room (nothing changed), 2 aborted, < 0 error."""
@@ -246,9 +303,7 @@ class Context:
         self.batch_clear()
 
     def close(self) -> None:
-        if self._batch is not None:
-            C.llama_batch_free(self._batch)
-            self._batch = None
+        # The batch's memory is the numpy columns above (nothing to free in llama.cpp).
         if self.ptr is not None:
             C.llama_free(self.ptr)
             self.ptr = None

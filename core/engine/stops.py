@@ -1,4 +1,8 @@
-"""Stop sequences over a token stream: emit text as soon as it cannot be part of a stop string."""
+"""Stop sequences over a token stream: emit text as soon as it cannot be part of a stop string.
+
+Incremental: only the text that could still begin a stop string is held back (shorter than the
+longest stop), so each token costs a search of that short tail plus the new text, never of
+everything generated so far."""
 
 from __future__ import annotations
 
@@ -12,27 +16,40 @@ class StopMatcher:
         """Feed new text; return (text safe to emit, whether a stop sequence was hit)."""
         if not self._stops:
             return text, False
-        self._buffer += text
-        hits = [i for i in (self._buffer.find(s) for s in self._stops) if i >= 0]
-        if hits:
-            out = self._buffer[: min(hits)]
+        buffer = self._buffer + text if self._buffer else text
+        first = -1
+        for stop in self._stops:
+            i = buffer.find(stop)
+            if i >= 0 and (first < 0 or i < first):
+                first = i
+        if first >= 0:
             self._buffer = ""
-            return out, True
-        hold = self._held_suffix_length()
-        cut = len(self._buffer) - hold
-        out, self._buffer = self._buffer[:cut], self._buffer[cut:]
-        return out, False
+            return buffer[:first], True
+        cut = len(buffer) - self._held_suffix_length(buffer)
+        self._buffer = buffer[cut:]
+        return buffer[:cut], False
 
     def flush(self) -> str:
         out, self._buffer = self._buffer, ""
         return out
 
-    def _held_suffix_length(self) -> int:
-        """Length of the longest buffer suffix that is a proper prefix of some stop string."""
+    @property
+    def held(self) -> str:
+        """The text held back (it could be the start of a stop string)."""
+        return self._buffer
+
+    def _held_suffix_length(self, buffer: str) -> int:
+        """Length of the longest suffix of ``buffer`` that is a proper prefix of a stop string.
+        Only places where a stop's first character occurs in the last len(stop) - 1 characters
+        are tried (one C-level ``find`` per stop for the common token that holds none)."""
         best = 0
+        n = len(buffer)
         for stop in self._stops:
-            for k in range(min(len(stop) - 1, len(self._buffer)), best, -1):
-                if self._buffer.endswith(stop[:k]):
-                    best = k
+            lead = stop[0]
+            pos = buffer.find(lead, max(0, n - len(stop) + 1), n - best)
+            while pos >= 0:
+                if stop.startswith(buffer[pos:]):
+                    best = n - pos
                     break
+                pos = buffer.find(lead, pos + 1, n - best)
         return best

@@ -63,22 +63,51 @@ def test_quick_run_writes_table_json_and_chart(tmp_path: Path) -> None:
     assert 0 < data["meta"]["import_floor_s"] < nimbus["cold_start_s"]
     assert "import fastapi, uvicorn, pydantic_settings" in table
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    # Python CPU per generated token, from the probe around every concurrency round.
+    for peer in (nimbus, engine):
+        cpu = peer["cpu_2"]
+        assert cpu["python"] > 0 and cpu["decode"] > 0 and cpu["event loop"] > 0
+    assert "CPU time per generated token" in table
+    assert "profile" not in nimbus  # --quick: no py-spy round
 
 
 def test_targets_compare_nimbus_with_the_peers() -> None:
     results = {
-        "nimbus": {"single_tps": 100.0, "agg_4": 150.0, "rss_mb": 300.0, "followup_ratio": 0.1},
-        "llama_server": {"single_tps": 90.0, "agg_4": 160.0, "rss_mb": 220.0},
+        "nimbus": {
+            "single_tps": 100.0,
+            "agg_4": 150.0,
+            "agg_8": 200.0,
+            "steady_8": 230.0,
+            "rss_mb": 300.0,
+            "followup_ratio": 0.1,
+            "cpu_8": {"python": 40.0},
+            "ttft_p50_8": 300.0,
+        },
+        "llama_server": {"single_tps": 90.0, "agg_4": 160.0, "agg_8": 190.0, "rss_mb": 220.0},
         "llama_cpp_server": {"single_tps": 60.0, "agg_4": 60.0},
+        "llama_limit": {"single_tps": 105.0, "agg_8": 240.0},
     }
-    met = {what: ok for what, _, ok in targets(results)}
+    met = {
+        what: ok for what, _, ok in targets(results, baseline={"python_us_per_token": {"8": 100.0}})
+    }
     assert met["single stream >= 1.0x llama-server"] is True
+    assert met["single stream >= 0.97x llama-bench tg"] is False  # 100 / 105 = 0.952
     assert met["aggregate @4 >= 1.0x llama-server"] is False
+    assert met["aggregate @8 >= 1.0x llama-server"] is True
+    assert met["aggregate @8 >= 0.95x llama-batched-bench S_TG"] is False  # 200 / 240
+    assert met["decode phase @8 >= 0.95x llama-batched-bench S_TG"] is True  # 230 / 240
     assert met["aggregate @4 >= 2x llama_cpp.server"] is True
+    assert met["Python CPU per token @8 <= 0.5x before"] is True  # 40 / 100
+    assert met["Python CPU per token @16 <= 0.5x before"] is None  # not measured
+    assert met["TTFT p50 @8 <= llama-server"] is None
     assert met["peak RSS <= llama-server + 60 MB"] is False
     assert met["follow-up TTFT <= 0.2x cold prefill"] is True
     assert met["cold start <= 1.2x llama-server"] is None  # not measured: no verdict
-    labels = {"nimbus": "nimbus (HTTP)", "llama_server": "llama-server"}
+    labels = {
+        "nimbus": "nimbus (HTTP)",
+        "llama_server": "llama-server",
+        "llama_limit": "llama.cpp limit",
+    }
     meta = {
         "model_name": "m.gguf",
         "threads": 2,
@@ -88,7 +117,18 @@ def test_targets_compare_nimbus_with_the_peers() -> None:
         "repeats": 1,
         "cpu": "2 cores",
         "command": "python -m benchmarks",
+        "platform_cold_start": {
+            "lambda": {"median_ms": {"init": 900.0, "cold first": 950.0, "warm gen": 400.0}},
+            "modal": {
+                "median_ms": {},
+                "snapshot_restore_to_first_token_ms": 300.0,
+                "no_snapshot_to_first_token_ms": 1300.0,
+            },
+        },
     }
     table = markdown(results, labels, meta)
-    assert "| single-stream decode, tok/s | 100 | 90 |" in table
+    assert "| single-stream decode, tok/s | 100 | 90 | 105 | 1.11x | 1.67x | 0.952x |" in table
     assert "1.11x" in table
+    assert "16 streams" not in table  # a level no peer measured has no row
+    assert "`llama-bench` tg8" in table
+    assert "init 900 ms" in table and "300 ms to the first token" in table

@@ -21,6 +21,22 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
         assert command in out
 
 
+def test_serve_does_not_import_other_commands_modules() -> None:
+    # Cold start: `nimbus serve` parses its command line without the cost model's modules,
+    # and `nimbus cost` still gets its own arguments.
+    code = (
+        "import sys; from core.cli import build_parser; "
+        "args = build_parser('serve').parse_args(['serve', '--port', '1']); "
+        "print(any(m.startswith('core.cost') for m in sys.modules), args.port)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "1"]
+    help_text = subprocess.run(
+        [*NIMBUS, "cost", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "--bench" in help_text
+
+
 def test_config_shows_env_overrides(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

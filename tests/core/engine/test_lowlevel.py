@@ -127,3 +127,42 @@ def test_scored_sampling_reports_the_log_softmax_after_processing(
     assert all(math.isclose(v, expected[t], abs_tol=1e-4) for t, v in biased_top)
     greedy.close()
     biased.close()
+
+
+def test_one_argmax_over_the_batch_is_each_rows_greedy_token(
+    loaded: tuple[object, object],
+) -> None:
+    """Context.argmax reads every output row from one llama_get_logits view: the same token as
+    llama.cpp's greedy sampler on that row, for rows in any order and any subset."""
+    import llama_cpp as C
+
+    from core.engine.lowlevel import Context, Model
+
+    model, ctx = loaded
+    assert isinstance(model, Model) and isinstance(ctx, Context)
+    chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
+    C.llama_sampler_chain_add(chain, C.llama_sampler_init_greedy())
+    try:
+        a = model.tokenize(b"The capital of France is", add_bos=True, special=True)
+        b = model.tokenize(b"1, 2, 3, 4,", add_bos=True, special=True)
+        ctx.clear()
+        ctx.batch_clear()
+        rows: list[int] = []
+        # Sequence 0 with logits on its last two tokens, sequence 1 on its last one: three
+        # output rows, not at the batch's first positions.
+        for pos, token in enumerate(a):
+            r = ctx.batch_add(token, pos, 0, pos >= len(a) - 2)
+            if pos >= len(a) - 2:
+                rows.append(r)
+        for pos, token in enumerate(b):
+            r = ctx.batch_add(token, pos, 1, pos == len(b) - 1)
+            if pos == len(b) - 1:
+                rows.append(r)
+        assert ctx.decode() == 0
+        expected = [int(C.llama_sampler_sample(chain, ctx.ptr, r)) for r in rows]
+        assert ctx.argmax(rows) == expected
+        assert ctx.argmax(rows[::-1]) == expected[::-1]
+        assert ctx.argmax(rows[2:]) == expected[2:]  # a few rows: one at a time
+        assert len(set(expected)) > 1
+    finally:
+        C.llama_sampler_free(chain)

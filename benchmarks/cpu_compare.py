@@ -1,0 +1,119 @@
+"""Python CPU per generated token of two nimbus checkouts, side by side in one run.
+
+    .venv/bin/python -m benchmarks.cpu_compare --before /path/to/older/checkout
+
+Both checkouts serve the bundled model over HTTP under benchmarks.probe at the same time (same
+threads, slots and context as ``make bench``); each round of concurrent streamed completions
+runs on one, then the other, in alternating order, so a shared machine's drift lands on both.
+Printed per concurrency: aggregate tok/s and µs of CPU per token by where it went (the probe's
+parts), medians over the rounds, and after/before of the Python part."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks import probe
+from benchmarks.peers import PEERS, ROOT, stop
+from benchmarks.run import Running, build_config, parse_args, start_http
+
+PARTS = ("python", "event loop", "engine (outside decode)", "other threads", "decode", "native")
+
+
+def summary(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Median of each part over the rounds that reported it."""
+    return {k: statistics.median(r[k] for r in rounds if k in r) for k in PARTS if rounds}
+
+
+def table(
+    results: dict[int, dict[str, tuple[float, dict[str, float]]]], names: tuple[str, str]
+) -> list[str]:
+    """Markdown rows: streams, checkout, aggregate tok/s, each part; after/before of python."""
+    lines = [
+        "| streams | checkout | aggregate tok/s | "
+        + " | ".join(PARTS)
+        + " | python after/before |",
+        "|---|---|---|" + "---|" * (len(PARTS) + 1),
+    ]
+    before, after = names
+    for streams, by_tree in sorted(results.items()):
+        for name in names:
+            rate, cpu = by_tree[name]
+            ratio = ""
+            if name == after and by_tree[before][1].get("python"):
+                ratio = f"{cpu['python'] / by_tree[before][1]['python']:.2f}x"
+            cells = " | ".join(f"{cpu.get(p, float('nan')):.0f}" for p in PARTS)
+            lines.append(f"| {streams} | {name} | {rate:.1f} | {cells} | {ratio} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.cpu_compare", description=__doc__)
+    p.add_argument("--before", type=Path, required=True, help="the older checkout (its core/)")
+    p.add_argument("--after", type=Path, default=ROOT, help="the newer one (default: this one)")
+    p.add_argument("--streams", default="1,8,16", help="concurrency levels")
+    p.add_argument("--max-tokens", type=int, default=64, help="tokens per stream")
+    p.add_argument("--repeats", type=int, default=3, help="rounds per level and checkout")
+    p.add_argument("--threads", type=int, help="llama.cpp threads (default: all cores)")
+    args = p.parse_args(argv)
+    # Terminated (e.g. by `timeout`): unwind, so both servers are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # The same server settings as `make bench` with these levels (slots: the highest one).
+    bench = ["--peers", "nimbus", "--max-tokens", str(args.max_tokens), "--streams", args.streams]
+    if args.threads:
+        bench += ["--threads", str(args.threads)]
+    cfg = build_config(parse_args(bench))
+    streams = [int(s) for s in args.streams.split(",") if s.strip()]
+    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    servers: dict[str, Running] = {}
+    rounds: dict[str, dict[int, list[dict[str, float]]]] = {
+        n: {c: [] for c in streams} for n in trees
+    }
+    rates: dict[str, dict[int, list[float]]] = {n: {c: [] for c in streams} for n in trees}
+    with tempfile.TemporaryDirectory(prefix="nimbus-cpu-") as tmp:
+        try:
+            for name, tree in trees.items():
+                logs = Path(tmp) / name
+                logs.mkdir()
+                tree_cfg = dataclasses.replace(cfg, nimbus_tree=str(tree))
+                servers[name] = start_http(
+                    PEERS["nimbus"], tree_cfg, None, logs, None, profiled=True
+                )
+            for rep in range(args.repeats):
+                for c in streams:
+                    order = list(servers.items())
+                    if (rep + c) % 2:
+                        order.reverse()
+                    for name, server in order:
+                        prompts = [
+                            f"Round {c}.{rep}.{k}. {cfg.prompts[(k + rep + c) % len(cfg.prompts)]}"
+                            for k in range(c)
+                        ]
+                        before = server.cpu() or {}
+                        agg, _, tokens = server.concurrent(prompts, args.max_tokens)
+                        rounds[name][c].append(probe.per_token(before, server.cpu() or {}, tokens))
+                        rates[name][c].append(agg)
+        finally:
+            for server in servers.values():
+                stop(server.proc)
+    results: dict[int, dict[str, tuple[float, dict[str, float]]]] = {
+        c: {n: (statistics.median(rates[n][c]), summary(rounds[n][c])) for n in trees}
+        for c in streams
+    }
+    print(
+        f"Python CPU per generated token, µs (benchmarks.probe), {cfg.threads} threads, "
+        f"{cfg.slots} slots, {args.max_tokens} tokens per stream, median of {args.repeats} "
+        f"rounds; before = {trees['before']}, after = {trees['after']}:"
+    )
+    print()
+    print("\n".join(table(results, ("before", "after"))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

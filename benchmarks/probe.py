@@ -1,0 +1,158 @@
+"""Python CPU time per generated token, measured inside a nimbus process.
+
+Every Python thread's CPU time (``/proc/self/task/<tid>/schedstat``, nanoseconds) minus what the
+engine thread spends inside ``llama_decode`` (``time.thread_time_ns`` around each call): the CPU
+that Python-side work per token (sampling calls, detokenising, stop matching, SSE, the event loop,
+HTTP) takes from llama.cpp's threads. llama.cpp's own worker threads are not Python threads and
+are reported apart ("native").
+
+In a server: ``python -m benchmarks.probe <nimbus CLI arguments>`` runs ``nimbus`` with the probe
+installed; on SIGUSR1 it writes a snapshot (JSON) to ``$NIMBUS_BENCH_PROBE`` (the harness diffs
+two). In-process: ``CpuProbe().install()`` before the engine loads, then ``snapshot()``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ENV = "NIMBUS_BENCH_PROBE"
+
+
+def thread_cpu_ns(native_id: int | None) -> int:
+    """CPU time of one thread of this process, in ns (0 when the thread is gone)."""
+    if native_id is None:
+        return 0
+    try:
+        with open(f"/proc/self/task/{native_id}/schedstat") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def process_cpu_ns() -> int:
+    """CPU time of every thread of this process, live and ended."""
+    return time.process_time_ns()
+
+
+class CpuProbe:
+    def __init__(self) -> None:
+        self.decode_ns = 0
+        self.decodes = 0
+        self.decode_thread: int | None = None
+        self._original: Any = None
+
+    def install(self) -> None:
+        """Time each ``llama_decode`` call on the thread that makes it (the engine thread)."""
+        from core.engine import lowlevel
+
+        original = self._original = lowlevel.Context.decode
+        probe = self
+
+        def decode(ctx: Any) -> int:
+            started = time.thread_time_ns()
+            try:
+                return original(ctx)
+            finally:
+                probe.decode_ns += time.thread_time_ns() - started
+                probe.decodes += 1
+                probe.decode_thread = threading.get_native_id()
+
+        lowlevel.Context.decode = decode  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        from core.engine import lowlevel
+
+        if self._original is not None:
+            lowlevel.Context.decode = self._original  # type: ignore[method-assign]
+            self._original = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every live Python thread's CPU time by native id, with a role name."""
+        threads: dict[str, tuple[str, int]] = {}
+        for t in threading.enumerate():
+            if t.native_id is None:
+                continue
+            if t is threading.main_thread():
+                role = "event loop"
+            elif t.native_id == self.decode_thread or t.name == "nimbus-engine":
+                role = "engine"
+            else:
+                role = "other"
+            threads[str(t.native_id)] = (role, thread_cpu_ns(t.native_id))
+        return {
+            "threads": threads,
+            "decode_ns": self.decode_ns,
+            "decodes": self.decodes,
+            "process_ns": process_cpu_ns(),
+        }
+
+
+def per_token(before: dict[str, Any], after: dict[str, Any], tokens: int) -> dict[str, float]:
+    """µs of CPU per generated token between two snapshots, by where it went.
+
+    ``python``: every Python thread minus the engine thread's time inside llama_decode; its
+    parts ``event loop``, ``engine (outside decode)`` and ``other threads`` (pools); ``decode``:
+    the engine thread inside llama_decode; ``native``: the rest of the process (llama.cpp's
+    worker threads, and threads that ended between the snapshots)."""
+    if tokens <= 0:
+        return {}
+    spent = {"event loop": 0, "engine": 0, "other": 0}
+    for tid, (role, ns) in after["threads"].items():
+        _, was = before["threads"].get(tid, (role, 0))
+        spent[role] += int(ns) - int(was)
+    decode = int(after["decode_ns"]) - int(before["decode_ns"])
+    process = int(after["process_ns"]) - int(before["process_ns"])
+    outside = spent["engine"] - decode
+    us = 1000.0 * tokens
+    return {
+        "python": (spent["event loop"] + outside + spent["other"]) / us,
+        "event loop": spent["event loop"] / us,
+        "engine (outside decode)": outside / us,
+        "other threads": spent["other"] / us,
+        "decode": decode / us,
+        "native": (process - sum(spent.values())) / us,
+    }
+
+
+def _serve(argv: list[str]) -> int:
+    from core.cli import main
+
+    out = os.environ.get(ENV)
+    probe = CpuProbe()
+    probe.install()
+    if out:
+
+        def dump(*_: Any) -> None:
+            tmp = Path(out + ".tmp")
+            tmp.write_text(json.dumps(probe.snapshot()))
+            tmp.replace(out)
+
+        signal.signal(signal.SIGUSR1, dump)
+    return main(argv)
+
+
+def request_snapshot(pid: int, path: Path, timeout: float = 10.0) -> dict[str, Any]:
+    """Ask a ``python -m benchmarks.probe`` server for a snapshot and wait for it."""
+    path.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            data: dict[str, Any] = json.loads(path.read_text())
+            return data
+        time.sleep(0.01)
+    raise TimeoutError(f"no CPU snapshot from process {pid} within {timeout:.0f}s")
+
+
+if __name__ == "__main__":
+    # Run by path: this folder is not a place to import modules from (PYTHONPATH says which
+    # checkout's core/ to serve).
+    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+        del sys.path[0]
+    sys.exit(_serve(sys.argv[1:]))

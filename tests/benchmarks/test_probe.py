@@ -1,0 +1,89 @@
+"""benchmarks.probe: Python CPU time per generated token, by thread role."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from benchmarks.probe import CpuProbe, per_token, thread_cpu_ns
+from core.engine.types import GenerationRequest, PromptSegment, SamplingParams
+from tests.conftest import model_settings
+
+
+def _snap(loop: int, engine: int, other: int, decode: int, process: int) -> dict[str, object]:
+    return {
+        "threads": {"1": ["event loop", loop], "2": ["engine", engine], "3": ["other", other]},
+        "decode_ns": decode,
+        "decodes": 0,
+        "process_ns": process,
+    }
+
+
+def test_python_time_is_every_python_thread_minus_the_engine_inside_decode() -> None:
+    before = _snap(1_000, 5_000, 0, 4_000, 20_000)
+    after = _snap(11_000, 105_000, 2_000, 94_000, 220_000)
+    out = per_token(before, after, tokens=4)
+    # loop 10 us + engine outside decode (100 - 90) 10 us + pool 2 us = 22 us for 4 tokens
+    assert out["python"] == pytest.approx(5.5)
+    assert out["event loop"] == pytest.approx(2.5)
+    assert out["engine (outside decode)"] == pytest.approx(2.5)
+    assert out["decode"] == pytest.approx(22.5)
+    # native: the process (200 us) minus the Python threads (112 us)
+    assert out["native"] == pytest.approx(22.0)
+    assert per_token(before, after, tokens=0) == {}
+
+
+def test_a_thread_started_between_snapshots_counts_from_zero() -> None:
+    before = _snap(0, 0, 0, 0, 0)
+    after = _snap(0, 0, 0, 0, 10_000)
+    after["threads"]["9"] = ["other", 8_000]  # type: ignore[index]
+    assert per_token(before, after, tokens=1)["other threads"] == pytest.approx(8.0)
+
+
+def test_thread_cpu_time_grows_while_a_thread_works() -> None:
+    start = thread_cpu_ns(threading.get_native_id())
+    deadline = time.thread_time() + 0.05
+    while time.thread_time() < deadline:
+        pass
+    assert thread_cpu_ns(threading.get_native_id()) - start >= 40_000_000
+    assert thread_cpu_ns(None) == 0
+
+
+@pytest.mark.integration
+def test_the_probe_times_llama_decode_on_the_engine_thread() -> None:
+    from core.engine.llama import LlamaEngine
+
+    probe = CpuProbe()
+    probe.install()
+    engine = LlamaEngine(model_settings())
+    try:
+        engine.load()
+
+        async def run() -> tuple[dict[str, object], dict[str, object], int]:
+            before = probe.snapshot()
+            stream = engine.submit(
+                GenerationRequest(
+                    prompt=(PromptSegment("Count: 1, 2, 3,", special=True),),
+                    max_tokens=16,
+                    sampling=SamplingParams(temperature=0),
+                )
+            )
+            result = await stream.collect()
+            return before, probe.snapshot(), result.completion_tokens
+
+        before, after, tokens = asyncio.run(run())
+    finally:
+        engine.close()
+        probe.uninstall()
+    roles = {role for role, _ in after["threads"].values()}  # type: ignore[attr-defined]
+    assert {"event loop", "engine"} <= roles
+    assert probe.decodes >= tokens > 0
+    out = per_token(before, after, tokens)
+    assert out["decode"] > 0 and out["python"] > 0
+    # Uninstalled: the engine class is as it was.
+    from core.engine import lowlevel
+
+    assert lowlevel.Context.decode.__module__ == "core.engine.lowlevel"
