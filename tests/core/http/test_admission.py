@@ -11,6 +11,7 @@ import httpx
 from core.app import create_app
 from core.http.admission import AdmissionGate, is_engine_route
 from core.settings import Settings
+from tests.support.asgi import http_scope
 from tests.support.fakes import FakeEngine
 
 
@@ -111,19 +112,10 @@ async def test_full_engine_refuses_before_the_body_is_read() -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/api/generate",
-        "raw_path": b"/api/generate",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"20")],
-        "client": ("203.0.113.7", 1),
-        "server": ("test", 80),
-        "scheme": "http",
-        "http_version": "1.1",
-    }
+    scope = http_scope(
+        "/api/generate",
+        [(b"content-type", b"application/json"), (b"content-length", b"20")],
+    )
     await asyncio.wait_for(app(scope, receive, send), 5)
     assert not body_read.is_set()
     assert sent[0]["status"] == 503

@@ -10,6 +10,7 @@ from typing import Any
 from core.app import create_app
 from core.settings import Settings
 from tests.conftest import free_port, start_server
+from tests.support.asgi import http_scope
 from tests.support.fakes import FakeEngine
 
 
@@ -28,19 +29,10 @@ async def test_a_stalled_body_gets_408_and_connection_close() -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/api/generate",
-        "raw_path": b"/api/generate",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"40")],
-        "client": ("203.0.113.7", 1),
-        "server": ("test", 80),
-        "scheme": "http",
-        "http_version": "1.1",
-    }
+    scope = http_scope(
+        "/api/generate",
+        [(b"content-type", b"application/json"), (b"content-length", b"40")],
+    )
     started = time.perf_counter()
     await asyncio.wait_for(app(scope, receive, send), 5)
     assert time.perf_counter() - started < 2
