@@ -13,31 +13,14 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
 from core.errors import NimbusError
-from core.models.commands import MODEL_HELP, register_model_commands
+from core.models.commands import MODEL_HELP, progress_bar, register_model_commands
 from core.settings import Settings, describe_fields, load_settings, setting_errors
-
-
-def _progress_bar() -> Callable[[int, int], None]:
-    """A tqdm bar for model downloads, created on the first progress report."""
-    bar: Any = None
-
-    def report(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, unit="B", unit_scale=True, desc="model", file=sys.stderr)
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-
-    return report
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -66,7 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.server.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
-    engine = LlamaEngine(settings, progress=_progress_bar())
+    engine = LlamaEngine(settings, progress=progress_bar())
     engine.resolve()  # a missing or non-GGUF model stops here, before the port opens
     sock = _listen(settings.server.host, settings.server.port)  # a taken port too
     server: Any = None
@@ -142,7 +125,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             "raw": args.raw,
         },
     )
-    engine = LlamaEngine(settings, progress=_progress_bar())
+    engine = LlamaEngine(settings, progress=progress_bar())
     engine.load()
     service = GenerationService(engine, settings.limits)
     # The same use-case as POST /api/generate; the terminal's user needs no API key.

@@ -84,13 +84,18 @@ def _progress() -> Callable[[int, int], None] | None:
             sources.addHandler(handler)
         sources.setLevel(logging.INFO)
         return None
-    from tqdm import tqdm
+    return progress_bar()
 
+
+def progress_bar() -> Callable[[int, int], None]:
+    """A tqdm bar for model downloads, created on the first progress report."""
     bar: Any = None
 
     def report(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
+            from tqdm import tqdm
+
             bar = tqdm(total=total, unit="B", unit_scale=True, desc="model", file=sys.stderr)
         bar.update(done - bar.n)
         if done >= total:
