@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import socket
 import statistics
 import threading
@@ -20,17 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+
 PROMPT = "Write a short paragraph about the sea."
-CHROMIUM = os.environ.get("NIMBUS_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ENDED = (
     "() => ['done', 'stopped', 'error'].includes(document.getElementById('stats').dataset.state)"
 )
