@@ -47,7 +47,7 @@ def pinned_version(package: str) -> str:
 def installed_version(package: str) -> str:
     manifest = NODE_MODULES / package / "package.json"
     if not manifest.is_file():
-        raise SystemExit(f"vendor: {package} is not installed: run `cd web && npm ci`")
+        raise SystemExit(f"vendor: {package} is not installed: run `cd core/ui/npm && npm ci`")
     return str(json.loads(manifest.read_text())["version"])
 
 
@@ -67,7 +67,7 @@ def differences() -> list[str]:
         if installed_version(package) != pinned_version(package):
             problems.append(
                 f"{package}: node_modules has {installed_version(package)}, "
-                f"the lockfile pins {pinned_version(package)} (run `cd web && npm ci`)"
+                f"the lockfile pins {pinned_version(package)} (run `cd core/ui/npm && npm ci`)"
             )
     for copy in COPIES:
         if not (VENDOR / copy.target).is_file():
