@@ -19,7 +19,7 @@ from typing import Any
 import llama_cpp as C
 import numpy as np
 
-from core.engine.lowlevel import Model
+from core.engine.lowlevel import ContextConfig, Model, context_params
 
 POOLING = {
     "mean": C.LLAMA_POOLING_TYPE_MEAN,
@@ -56,18 +56,12 @@ class EmbeddingContext:
     def __init__(self, model: Model, config: EmbedConfig) -> None:
         self.model = model
         self.pooling, pooling_type = pooling_of(model, config.pooling)
-        params = C.llama_context_default_params()
-        params.n_ctx = config.n_ctx
         # Pooling happens inside one micro-batch: a whole input must fit in it.
-        params.n_batch = config.n_ctx
-        params.n_ubatch = config.n_ctx
-        params.n_seq_max = config.n_seq
-        params.n_threads = config.n_threads
-        params.n_threads_batch = config.n_threads
+        params = context_params(
+            ContextConfig(config.n_ctx, config.n_ctx, config.n_seq, config.n_threads)
+        )
         params.embeddings = True
         params.pooling_type = pooling_type
-        params.kv_unified = True
-        params.no_perf = True
         ctx = C.llama_init_from_model(model.ptr, params)
         if ctx is None:
             raise RuntimeError("llama.cpp could not create the embedding context")

@@ -104,6 +104,23 @@ class ContextConfig:
     n_threads: int
 
 
+def context_params(config: ContextConfig) -> Any:
+    """llama.cpp context parameters for ``config``: one micro-batch per batch, one thread count
+    for decode and prompt, and one pool of KV cells for all sequences (a shared prefix is stored
+    once, seq_cp only tags cells, and a request can use the whole window when the others are
+    short)."""
+    params = C.llama_context_default_params()
+    params.n_ctx = config.n_ctx
+    params.n_batch = config.n_batch
+    params.n_ubatch = config.n_batch
+    params.n_seq_max = config.n_seq
+    params.n_threads = config.n_threads
+    params.n_threads_batch = config.n_threads
+    params.kv_unified = True
+    params.no_perf = True
+    return params
+
+
 class Model:
     """A loaded GGUF model (mmap'd when asked): vocabulary, tokenizer, metadata."""
 
@@ -180,18 +197,7 @@ class Context:
     """One llama.cpp context whose KV cache is shared (unified) by ``n_seq`` sequences."""
 
     def __init__(self, model: Model, config: ContextConfig) -> None:
-        params = C.llama_context_default_params()
-        params.n_ctx = config.n_ctx
-        params.n_batch = config.n_batch
-        params.n_ubatch = config.n_batch
-        params.n_seq_max = config.n_seq
-        params.n_threads = config.n_threads
-        params.n_threads_batch = config.n_threads
-        # One pool of KV cells for all sequences: a shared prefix is stored once (seq_cp only
-        # tags cells) and a request can use the whole window when the others are short.
-        params.kv_unified = True
-        params.no_perf = True
-        ctx = C.llama_init_from_model(model.ptr, params)
+        ctx = C.llama_init_from_model(model.ptr, context_params(config))
         if ctx is None:
             raise RuntimeError("llama.cpp could not create a context")
         self.ptr: Any = ctx
