@@ -45,6 +45,14 @@ class CpuProbe:
         self.decode_ns = 0
         self.decodes = 0
         self.decode_thread: int | None = None
+        # Each step by kind: decode-only (every row a running stream's last token, each asking
+        # for logits) or carrying a prompt chunk; tokens fed and wall time of each kind.
+        self.evaluated = 0
+        self.decode_steps = 0
+        self.decode_rows = 0
+        self.decode_wall_ns = 0
+        self.prompt_steps = 0
+        self.prompt_wall_ns = 0
         self._original: Any = None
 
     def install(self) -> None:
@@ -55,13 +63,23 @@ class CpuProbe:
         probe = self
 
         def decode(ctx: Any) -> int:
-            started = time.thread_time_ns()
+            rows, outputs = ctx.batch_size, ctx.batch_outputs
+            started, wall = time.thread_time_ns(), time.perf_counter_ns()
             try:
                 return original(ctx)
             finally:
+                wall = time.perf_counter_ns() - wall
                 probe.decode_ns += time.thread_time_ns() - started
                 probe.decodes += 1
                 probe.decode_thread = threading.get_native_id()
+                probe.evaluated += rows
+                if rows == outputs:
+                    probe.decode_steps += 1
+                    probe.decode_rows += rows
+                    probe.decode_wall_ns += wall
+                else:
+                    probe.prompt_steps += 1
+                    probe.prompt_wall_ns += wall
 
         lowlevel.Context.decode = decode  # type: ignore[method-assign]
 
@@ -89,6 +107,12 @@ class CpuProbe:
             "threads": threads,
             "decode_ns": self.decode_ns,
             "decodes": self.decodes,
+            "evaluated": self.evaluated,
+            "decode_steps": self.decode_steps,
+            "decode_rows": self.decode_rows,
+            "decode_wall_ns": self.decode_wall_ns,
+            "prompt_steps": self.prompt_steps,
+            "prompt_wall_ns": self.prompt_wall_ns,
             "process_ns": process_cpu_ns(),
         }
 
@@ -99,7 +123,8 @@ def per_token(before: dict[str, Any], after: dict[str, Any], tokens: int) -> dic
     ``python``: every Python thread minus the engine thread's time inside llama_decode; its
     parts ``event loop``, ``engine (outside decode)`` and ``other threads`` (pools); ``decode``:
     the engine thread inside llama_decode; ``native``: the rest of the process (llama.cpp's
-    worker threads, and threads that ended between the snapshots)."""
+    worker threads, and threads that ended between the snapshots); and the step split of
+    ``steps``."""
     if tokens <= 0:
         return {}
     spent = {"event loop": 0, "engine": 0, "other": 0}
@@ -110,14 +135,43 @@ def per_token(before: dict[str, Any], after: dict[str, Any], tokens: int) -> dic
     process = int(after["process_ns"]) - int(before["process_ns"])
     outside = spent["engine"] - decode
     us = 1000.0 * tokens
+    native = process - sum(spent.values())
     return {
         "python": (spent["event loop"] + outside + spent["other"]) / us,
         "event loop": spent["event loop"] / us,
         "engine (outside decode)": outside / us,
         "other threads": spent["other"] / us,
         "decode": decode / us,
-        "native": (process - sum(spent.values())) / us,
+        "native": native / us,
+        **steps(before, after, tokens, decode + native),
     }
+
+
+def steps(
+    before: dict[str, Any], after: dict[str, Any], tokens: int, llama_ns: int
+) -> dict[str, float]:
+    """Where the decode calls' time went between two snapshots: tokens llama.cpp evaluated per
+    token generated (prompt tokens make it above 1), llama.cpp's CPU per evaluated token
+    (``llama_ns``: the engine thread inside llama_decode plus the worker threads), and the
+    decode-only steps apart from those that carried a prompt chunk: rows per step, their rate,
+    and the share of the decode calls' wall time spent in prompt steps."""
+
+    def delta(key: str) -> int:
+        return int(after.get(key, 0)) - int(before.get(key, 0))
+
+    evaluated, rows, decode_wall = delta("evaluated"), delta("decode_rows"), delta("decode_wall_ns")
+    prompt_wall, decode_steps = delta("prompt_wall_ns"), delta("decode_steps")
+    if evaluated <= 0 or tokens <= 0:
+        return {}
+    out = {
+        "evaluated per generated": evaluated / tokens,
+        "llama.cpp per evaluated": llama_ns / (1000.0 * evaluated),
+        "prompt steps share": prompt_wall / max(1, prompt_wall + decode_wall),
+    }
+    if decode_steps > 0 and decode_wall > 0:
+        out["decode-only rows per step"] = rows / decode_steps
+        out["decode-only tok/s"] = rows / (decode_wall / 1e9)
+    return out
 
 
 def _serve(argv: list[str]) -> int:

@@ -145,6 +145,50 @@ def cpu_table(results: dict[str, dict[str, Any]], labels: dict[str, str]) -> lis
     return lines
 
 
+def steps_table(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> list[str]:
+    """Where each concurrency round's decode time went (benchmarks.probe's step split), beside
+    llama-batched-bench's S_TG at the batch nimbus actually decoded and its CPU per token."""
+    nim = results.get("nimbus", {})
+    lim = results.get("llama_limit", {})
+    threads = int(meta.get("threads") or 1)
+    levels = sorted((int(k[4:]) for k, v in nim.items() if k.startswith("cpu_") and v), key=int)
+    split = {c: nim[f"cpu_{c}"] for c in levels if "evaluated per generated" in nim[f"cpu_{c}"]}
+    if not split:
+        return []
+    measured = sorted(int(k[4:]) for k, v in lim.items() if k.startswith("agg_") and v)
+    lines = [
+        "",
+        "Where each round's decode time went (nimbus over HTTP, benchmarks.probe: every "
+        "`llama_decode` call timed and classed as decode-only, one token per running stream, or "
+        "carrying a prompt chunk). S_TG is llama-batched-bench's at the batch nimbus decoded "
+        "(the slots cap it; the nearest level it measured), and its llama.cpp CPU per token is "
+        "threads / S_TG:",
+        "",
+        "| streams | aggregate tok/s | tokens evaluated per token generated | llama.cpp CPU per "
+        "evaluated token, µs | decode time in prompt steps | rows per decode-only step | "
+        "decode-only steps, tok/s | S_TG at that batch | its CPU per token, µs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c, row in split.items():
+        batch = row.get("decode-only rows per step")
+        near = min(measured, key=lambda b: abs(b - batch)) if batch and measured else None
+        ref = lim.get(f"agg_{near}") if near else None
+        ref_cpu = threads * 1e6 / ref if ref else None
+        share = row.get("prompt steps share")
+        cells = [
+            _fmt(nim.get(f"agg_{c}")),
+            _fmt(row.get("evaluated per generated")),
+            _fmt(row.get("llama.cpp per evaluated")),
+            "—" if share is None else f"{100 * share:.0f} %",
+            _fmt(batch),
+            _fmt(row.get("decode-only tok/s")),
+            f"{_fmt(ref)} (batch {near})" if ref else "—",
+            _fmt(ref_cpu),
+        ]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def platform_lines(meta: dict[str, Any]) -> list[str]:
     plat = meta.get("platform_cold_start") or {}
     if not plat:
@@ -209,6 +253,7 @@ def markdown(
             f"the engine's llama.cpp with the wheel's flags ({meta.get('llama_cmake_args', '?')}).",
         ]
     lines += cpu_table(results, labels)
+    lines += steps_table(results, meta)
     profile = results.get("nimbus", {}).get("profile")
     if isinstance(profile, str) and profile.startswith("|"):
         lines += [

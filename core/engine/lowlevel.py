@@ -249,6 +249,11 @@ class Context:
     def batch_size(self) -> int:
         return self._n
 
+    @property
+    def batch_outputs(self) -> int:
+        """Rows of the current batch that ask for logits (all of them in a decode-only step)."""
+        return len(self._outputs)
+
     def batch_add(self, token: int, pos: int, seq: int, logits: bool) -> int:
         """Append one token; returns its row index (for sampling when ``logits``)."""
         i = self._n

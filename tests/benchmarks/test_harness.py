@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.report import markdown, targets
+from benchmarks.report import markdown, steps_table, targets
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,3 +132,38 @@ def test_targets_compare_nimbus_with_the_peers() -> None:
     assert "16 streams" not in table  # a level no peer measured has no row
     assert "`llama-bench` tg8" in table
     assert "init 900 ms" in table and "300 ms to the first token" in table
+
+
+def test_the_step_table_sets_each_round_beside_s_tg_at_the_batch_it_decoded() -> None:
+    results = {
+        "nimbus": {
+            "agg_8": 126.0,
+            "agg_16": 112.0,
+            "cpu_8": {
+                "python": 1.0,
+                "evaluated per generated": 1.23,
+                "llama.cpp per evaluated": 12_800.0,
+                "prompt steps share": 0.17,
+                "decode-only rows per step": 7.9,
+                "decode-only tok/s": 160.0,
+            },
+            # 16 streams over 8 slots: each decode-only step still has 8 rows.
+            "cpu_16": {
+                "python": 1.0,
+                "evaluated per generated": 1.25,
+                "llama.cpp per evaluated": 12_900.0,
+                "prompt steps share": 0.2,
+                "decode-only rows per step": 8.0,
+                "decode-only tok/s": 158.0,
+            },
+        },
+        "llama_limit": {"agg_4": 149.0, "agg_8": 160.0, "agg_16": 200.0},
+    }
+    lines = steps_table(results, {"threads": 2})
+    rows = [line for line in lines if line.startswith("| 8 |") or line.startswith("| 16 |")]
+    assert rows == [
+        "| 8 | 126 | 1.23 | 12800 | 17 % | 7.9 | 160 | 160 (batch 8) | 12500 |",
+        "| 16 | 112 | 1.25 | 12900 | 20 % | 8 | 158 | 160 (batch 8) | 12500 |",
+    ]
+    # A run whose probe had no step counters shows no table.
+    assert steps_table({"nimbus": {"cpu_8": {"python": 1.0}}}, {"threads": 2}) == []

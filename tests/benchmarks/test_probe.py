@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from benchmarks.probe import CpuProbe, per_token, thread_cpu_ns
+from benchmarks.probe import CpuProbe, per_token, steps, thread_cpu_ns
 from core.engine.types import GenerationRequest, PromptSegment, SamplingParams
 from tests.conftest import model_settings
 
@@ -34,6 +34,26 @@ def test_python_time_is_every_python_thread_minus_the_engine_inside_decode() -> 
     # native: the process (200 us) minus the Python threads (112 us)
     assert out["native"] == pytest.approx(22.0)
     assert per_token(before, after, tokens=0) == {}
+
+
+def test_the_step_split_separates_prompt_steps_from_decode_only_steps() -> None:
+    before = {"evaluated": 10, "decode_rows": 0, "decode_steps": 0, "decode_wall_ns": 0}
+    after = {
+        "evaluated": 10 + 30 + 4 * 8,  # one 30-token prompt step, then 4 steps of 8 rows
+        "decode_rows": 32,
+        "decode_steps": 4,
+        "decode_wall_ns": 200_000_000,  # 4 x 50 ms
+        "prompt_steps": 1,
+        "prompt_wall_ns": 150_000_000,
+    }
+    out = steps(before, after, tokens=32, llama_ns=62 * 12_000_000)
+    assert out["evaluated per generated"] == pytest.approx(62 / 32)
+    assert out["llama.cpp per evaluated"] == pytest.approx(12_000.0)
+    assert out["decode-only rows per step"] == pytest.approx(8.0)
+    assert out["decode-only tok/s"] == pytest.approx(160.0)
+    assert out["prompt steps share"] == pytest.approx(150 / 350)
+    # Snapshots from a probe without the step counters: no split, not a crash.
+    assert steps({}, {}, tokens=4, llama_ns=1) == {}
 
 
 def test_a_thread_started_between_snapshots_counts_from_zero() -> None:
@@ -83,6 +103,13 @@ def test_the_probe_times_llama_decode_on_the_engine_thread() -> None:
     assert probe.decodes >= tokens > 0
     out = per_token(before, after, tokens)
     assert out["decode"] > 0 and out["python"] > 0
+    # One stream: its prompt went in one prompt step; every other step decoded its one row.
+    prompt_steps = after["prompt_steps"] - before["prompt_steps"]  # type: ignore[operator]
+    decode_steps = after["decode_steps"] - before["decode_steps"]  # type: ignore[operator]
+    # (The engine thread's one-token warm-up may land after the first snapshot.)
+    assert prompt_steps == 1 and tokens - 1 <= decode_steps <= tokens
+    assert out["decode-only rows per step"] == pytest.approx(1.0)
+    assert out["evaluated per generated"] > 1  # the prompt's tokens were evaluated too
     # Uninstalled: the engine class is as it was.
     from core.engine import lowlevel
 
