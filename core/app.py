@@ -85,10 +85,13 @@ def create_app(
         timeout_s=settings.limits.body_timeout_s,
     )
     # Outside the body middleware: a full engine is refused before the body is read.
+    limits = settings.limits
     app.state.admission = AdmissionGate(
-        settings.engine.slots + settings.limits.max_queue,
-        wait_s=settings.limits.admission_wait_ms / 1000,
+        settings.engine.slots + limits.max_queue,
+        wait_s=limits.admission_wait_ms / 1000,
         retry_after=lambda: engine.stats().retry_after_s,
+        overload_capacity=settings.engine.slots + min(limits.overload_queue, limits.max_queue),
+        overload_hold_s=limits.overload_hold_ms / 1000,
     )
     app.add_middleware(AdmissionMiddleware, gate=app.state.admission)
     install_security(app, settings)  # its CORS layer must be outside every layer that answers

@@ -106,6 +106,22 @@ class LimitSettings(BaseModel):
         "one before it is refused with 503 (read before the body; 0 = refuse at once). Paces "
         "clients that retry the moment they are refused.",
     )
+    overload_queue: int = Field(
+        4,
+        ge=0,
+        le=10000,
+        description="Queue places kept while the server is refusing (a 503 within "
+        "overload_hold_ms): under sustained overload a full queue adds only waiting time, so "
+        "an accepted request then waits behind at most this many; bursts still get max_queue. "
+        "At least max_queue turns the short queue off.",
+    )
+    overload_hold_ms: int = Field(
+        1000,
+        ge=0,
+        le=600_000,
+        description="How long after a 503 the short overload queue (overload_queue) stays in "
+        "force; 0 = never.",
+    )
     body_timeout_s: float = Field(
         30.0,
         gt=0,

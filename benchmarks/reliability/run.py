@@ -146,7 +146,9 @@ def markdown(report: dict[str, Any], command: str) -> str:
         lines += [
             "",
             f"Goodput ratio {r['goodput_ratio']}; engine capacity {r['capacity']} (slots + "
-            f"queue); service time {r['service_time_ms']} ms per request at full load; accepted "
+            f"queue), {r.get('admitting_while_refusing')} places admitted while refusing (the "
+            "short overload queue, `/api/health` queue.admitting); service time "
+            f"{r['service_time_ms']} ms per request at full load; accepted "
             f"p99 bound {r['accepted_p99_bound_ms']} ms. Retry-After values sent under the flood: "
             f"{r['flood']['retry_after_values']}.",
         ]

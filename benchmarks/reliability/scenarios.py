@@ -209,11 +209,15 @@ def flood(plan: Plan, server: Server) -> dict[str, Any]:
     low, high = plan.flood_connections
     rounds: list[dict[str, Any]] = []
     merged = {low: Phase(low, 0.0), high: Phase(high, 0.0)}
+    admitting: set[int] = set()
     for _ in range(plan.flood_rounds):
         for connections in (low, high):
             phase = asyncio.run(
                 closed_loop(server, connections, plan.flood_s, plan.warmup_s, generate_request(10))
             )
+            if connections == high:  # within the overload hold: the places open while refusing
+                queue = server.health().get("queue") or {}
+                admitting.add(int(queue.get("admitting", capacity)))  # type: ignore[union-attr]
             wait_drained(server)
             rounds.append(phase.summary())
             m = merged[connections]
@@ -237,6 +241,7 @@ def flood(plan: Plan, server: Server) -> dict[str, Any]:
     unexpected = sum(flooded["other_statuses"].values()) + flooded["transport_errors"]
     return {
         "capacity": capacity,
+        "admitting_while_refusing": min(admitting) if admitting else None,
         "rounds": rounds,
         "baseline": base,
         "flood": flooded,

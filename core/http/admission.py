@@ -12,6 +12,12 @@ and is then refused with 503 and a Retry-After estimated by the engine from its 
 measured token rate. The short wait paces clients that retry the moment they are refused: each
 connection then costs at most one refusal per ``wait_s`` instead of a busy loop that would take
 the CPU from decoding.
+
+Under sustained overload (within ``overload_hold_s`` of a refusal while more requests wanted in
+than the whole capacity holds) the gate admits only up to ``overload_capacity``: the slots plus
+a short queue. A full queue that never drains adds waiting
+time to every accepted request and no throughput (the slots are busy either way), so the queue is
+kept short while refusing and whole for bursts.
 """
 
 from __future__ import annotations
@@ -44,8 +50,9 @@ def is_engine_route(scope: Scope) -> bool:
 
 
 class AdmissionGate:
-    """At most ``capacity`` engine requests in flight in this app; waiters queue FIFO for at most
-    ``wait_s``, and at most ``max_waiters`` of them (more are refused at once).
+    """At most ``capacity`` engine requests in flight in this app (``overload_capacity`` for
+    ``overload_hold_s`` after a refusal); waiters queue FIFO for at most ``wait_s``, and at most
+    ``max_waiters`` of them (more are refused at once).
 
     ``retry_after`` gives the seconds to send with a refusal; it is asked at most every
     ``retry_refresh_s`` so a flood of refusals does not become a flood of engine queries."""
@@ -56,11 +63,18 @@ class AdmissionGate:
         *,
         wait_s: float,
         retry_after: Callable[[], int],
+        overload_capacity: int | None = None,
+        overload_hold_s: float = 1.0,
         max_waiters: int = 1024,
         retry_refresh_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.capacity = max(1, capacity)
+        self.overload_capacity = min(
+            self.capacity, max(1, capacity if overload_capacity is None else overload_capacity)
+        )
+        self.overload_hold_s = overload_hold_s
+        self._overloaded_until = -1e9
         self.wait_s = wait_s
         self.max_waiters = max_waiters
         self.in_flight = 0
@@ -77,10 +91,18 @@ class AdmissionGate:
     def waiting(self) -> int:
         return self._waiting
 
+    @property
+    def limit(self) -> int:
+        """Places open now: the whole capacity, or the short one while overloaded."""
+        if self._clock() < self._overloaded_until:
+            return self.overload_capacity
+        return self.capacity
+
     def try_enter(self) -> bool:
         # No queue-jumping past live waiters: leave() hands a place to a waiter directly, so a
-        # place is free at this point only when nobody was waiting for it.
-        if self.in_flight < self.capacity:
+        # place is free at this point only when nobody was waiting for it (or the limit just
+        # went back up: then the waiters, who are first, get the next places).
+        if self.in_flight < self.limit and not self._waiting:
             self.in_flight += 1
             return True
         return False
@@ -109,8 +131,9 @@ class AdmissionGate:
             self._prune()
 
     def leave(self) -> None:
-        """Give the place to the oldest live waiter, or free it."""
-        while self._waiters:
+        """Give the place to the oldest live waiter, or free it (while overloaded, until only
+        the short limit is taken)."""
+        while self._waiters and self.in_flight <= self.limit:
             place = self._waiters.popleft()
             if not place.done():
                 place.set_result(True)  # the place passes on: in_flight is unchanged
@@ -120,6 +143,11 @@ class AdmissionGate:
     def refusal(self) -> EngineOverloadedError:
         """The 503 for a refused request (one per reason, so a metrics hook can count it)."""
         self.refused += 1
+        # Overloaded only while more want in than the whole capacity holds (the refused one, the
+        # requests in flight and those still waiting): a load that fits in the whole queue but
+        # was refused by the short one lets it lapse, so it cannot keep itself short.
+        if self.in_flight + self._waiting + 1 > self.capacity:
+            self._overloaded_until = self._clock() + self.overload_hold_s
         retry = self.retry_after_s()
         return EngineOverloadedError(
             f"the server is at capacity ({self.in_flight} requests in progress); "

@@ -56,6 +56,7 @@ def test_flood_refuses_beyond_capacity_and_keeps_serving(plan: Plan, server: Ser
     result = scenarios.flood(plan, server)
     base, flooded = result["baseline"], result["flood"]
     assert result["capacity"] == 20  # the defaults: 4 slots + 16 queued
+    assert result["admitting_while_refusing"] == 8  # while refusing: 4 slots + 4 queued
     assert base["accepted"] > 0 and flooded["accepted"] > 0
     assert base["refused"] == 0  # 10 connections fit
     assert flooded["refused"] > 0  # 50 do not: the rest are refused, and retry at once

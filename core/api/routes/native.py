@@ -48,6 +48,12 @@ async def health(request: Request) -> JSONResponse:
         status=engine.state,
         model=engine.model_id,
         detail=engine.state_detail,
-        queue={"active": stats.active, "waiting": stats.waiting, "capacity": stats.capacity},
+        queue={
+            "active": stats.active,
+            "waiting": stats.waiting,
+            "capacity": stats.capacity,
+            # Places the admission gate opens now: capacity, or the short overload queue.
+            "admitting": request.app.state.admission.limit,
+        },
     )
     return JSONResponse(body.model_dump(), status_code=200 if engine.state == "ready" else 503)

@@ -147,3 +147,95 @@ async def test_a_short_wait_admits_a_request_when_a_place_frees() -> None:
             *(c.post("/api/generate", json={"prompt": "hi"}) for _ in range(4))
         )
     assert [r.status_code for r in answers] == [200] * 4
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_after_a_refusal_the_queue_is_kept_short_until_the_hold_passes() -> None:
+    clock = Clock()
+    g = AdmissionGate(
+        6, wait_s=0, retry_after=lambda: 1, overload_capacity=3, overload_hold_s=1.0, clock=clock
+    )
+    for _ in range(6):  # a burst gets the whole capacity
+        assert await g.enter()
+    assert not await g.enter()
+    g.refusal()
+    assert g.limit == 3
+    for expected in (5, 4, 3):  # finished requests free places down to the short limit
+        g.leave()
+        assert g.in_flight == expected and not g.try_enter()
+    g.leave()
+    assert g.try_enter() and not g.try_enter()
+    clock.now += 1.01  # no refusal for the hold: the whole capacity again
+    assert g.limit == 6
+    assert all([g.try_enter(), g.try_enter(), g.try_enter()]) and not g.try_enter()
+
+
+async def test_a_load_that_fits_the_whole_queue_lets_the_short_queue_lapse() -> None:
+    clock = Clock()
+    g = AdmissionGate(
+        6, wait_s=0, retry_after=lambda: 1, overload_capacity=3, overload_hold_s=1.0, clock=clock
+    )
+    for _ in range(6):
+        assert await g.enter()
+    g.refusal()  # 7 wanted in, 6 places: overloaded
+    for _ in range(3):
+        g.leave()
+    clock.now += 0.5
+    assert not await g.enter()
+    g.refusal()  # refused by the short queue alone (4 want in): no new hold
+    clock.now += 0.51
+    assert g.limit == 6 and g.try_enter()
+
+
+async def test_while_overloaded_waiters_get_places_only_within_the_short_limit() -> None:
+    g = AdmissionGate(4, wait_s=5, retry_after=lambda: 1, overload_capacity=2)
+    for _ in range(4):
+        assert await g.enter()
+    g.refusal()
+    waiter = asyncio.ensure_future(g.enter())
+    await asyncio.sleep(0.01)
+    g.leave()
+    g.leave()
+    await asyncio.sleep(0.01)
+    assert not waiter.done() and g.in_flight == 2
+    g.leave()  # within the short limit now: the place passes to the waiter
+    assert await waiter is True
+    assert g.in_flight == 2 and g.waiting == 0
+
+
+async def test_under_sustained_overload_an_app_admits_only_slots_and_the_short_queue() -> None:
+    async def bursts(**limits: Any) -> list[list[int]]:
+        engine = FakeEngine(delay_s=0.05)
+        settings = Settings(
+            engine={"slots": 1},  # type: ignore[arg-type]
+            limits={"max_queue": 3, "admission_wait_ms": 0, **limits},  # type: ignore[arg-type]
+        )
+        app = create_app(settings, engine)  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 1))
+        codes = []
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            for size in (5, 3):
+                answers = await asyncio.gather(
+                    *(c.post("/api/generate", json={"prompt": "hi"}) for _ in range(size))
+                )
+                codes.append(sorted(r.status_code for r in answers))
+        assert app.state.admission.in_flight == 0
+        return codes
+
+    # The first burst fills slot and queue; the one after a refusal finds only the slot.
+    assert await bursts(overload_queue=0, overload_hold_ms=60_000) == [
+        [200, 200, 200, 200, 503],
+        [200, 503, 503],
+    ]
+    # No hold: every burst gets the whole queue.
+    assert await bursts(overload_queue=0, overload_hold_ms=0) == [
+        [200, 200, 200, 200, 503],
+        [200, 200, 200],
+    ]
