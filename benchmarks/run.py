@@ -433,14 +433,17 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     model = str(resolve_model(args.model, ModelSourceSettings()))
     quick = args.quick
     streams = tuple(int(s) for s in args.streams.split(",")) if args.streams else None
+    levels = streams or ((1, 2) if quick else (1, 2, 4, 8, 16))
     return BenchConfig(
         model=model,
         threads=args.threads or os.cpu_count() or 1,
         n_ctx=args.n_ctx or (1024 if quick else 4096),
-        slots=max(streams or (8,)),
+        # As many slots as the most streams, in nimbus and llama-server alike: each level is
+        # decoded as one batch, the batch size llama-batched-bench's S_TG is measured at.
+        slots=max(levels),
         max_tokens=args.max_tokens or (12 if quick else 128),
         repeats=args.repeats or (1 if quick else 3),
-        streams=streams or ((1, 2) if quick else (1, 2, 4, 8, 16)),
+        streams=levels,
         prompts=tuple(
             f"Count from {s} upwards: {s}, {s + 1}, {s + 2}, {s + 3},"
             for s in (1, 100, 250, 400, 600, 800, 1000, 1200, 1500, 2000, 3000, 5000)

@@ -167,3 +167,13 @@ def test_the_step_table_sets_each_round_beside_s_tg_at_the_batch_it_decoded() ->
     ]
     # A run whose probe had no step counters shows no table.
     assert steps_table({"nimbus": {"cpu_8": {"python": 1.0}}}, {"threads": 2}) == []
+
+
+def test_every_level_is_decoded_as_one_batch() -> None:
+    from benchmarks.run import build_config, parse_args
+
+    # The default levels go up to 16 streams: 16 slots, so 16 streams are one batch of 16, as
+    # llama-batched-bench's S_TG at 16 is.
+    assert build_config(parse_args([])).slots == 16
+    assert build_config(parse_args(["--streams", "1,4"])).slots == 4
+    assert build_config(parse_args(["--quick"])).slots == 2
