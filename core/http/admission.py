@@ -99,10 +99,11 @@ class AdmissionGate:
         return self.capacity
 
     def try_enter(self) -> bool:
-        # No queue-jumping past live waiters: leave() hands a place to a waiter directly, so a
-        # place is free at this point only when nobody was waiting for it (or the limit just
-        # went back up: then the waiters, who are first, get the next places).
-        if self.in_flight < self.limit and not self._waiting:
+        # No queue-jumping past live waiters: places the limit opened by going back up go to
+        # them first; otherwise leave() hands a place on directly, so one is free here only when
+        # nobody was waiting for it.
+        self._hand_on()
+        if self.in_flight < self.limit:
             self.in_flight += 1
             return True
         return False
@@ -133,12 +134,16 @@ class AdmissionGate:
     def leave(self) -> None:
         """Give the place to the oldest live waiter, or free it (while overloaded, until only
         the short limit is taken)."""
-        while self._waiters and self.in_flight <= self.limit:
+        self.in_flight -= 1
+        self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Free places, oldest live waiter first."""
+        while self._waiters and self.in_flight < self.limit:
             place = self._waiters.popleft()
             if not place.done():
-                place.set_result(True)  # the place passes on: in_flight is unchanged
-                return
-        self.in_flight -= 1
+                place.set_result(True)
+                self.in_flight += 1
 
     def refusal(self) -> EngineOverloadedError:
         """The 503 for a refused request (one per reason, so a metrics hook can count it)."""

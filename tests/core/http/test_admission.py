@@ -194,6 +194,25 @@ async def test_a_load_that_fits_the_whole_queue_lets_the_short_queue_lapse() -> 
     assert g.limit == 6 and g.try_enter()
 
 
+async def test_when_the_short_queue_lapses_the_waiters_get_the_opened_places_first() -> None:
+    clock = Clock()
+    g = AdmissionGate(
+        4, wait_s=5, retry_after=lambda: 1, overload_capacity=2, overload_hold_s=1.0, clock=clock
+    )
+    for _ in range(4):
+        assert await g.enter()
+    g.refusal()
+    g.leave()
+    g.leave()
+    waiter = asyncio.ensure_future(g.enter())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    clock.now += 1.01  # the hold lapses with no place freed: the next arrival finds room
+    assert await g.enter()  # ... after the waiter, who was first, took its place
+    assert await waiter is True
+    assert g.in_flight == 4 and not g.try_enter()
+
+
 async def test_while_overloaded_waiters_get_places_only_within_the_short_limit() -> None:
     g = AdmissionGate(4, wait_s=5, retry_after=lambda: 1, overload_capacity=2)
     for _ in range(4):
