@@ -151,7 +151,7 @@ def steps_table(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> lis
     nim = results.get("nimbus", {})
     lim = results.get("llama_limit", {})
     threads = int(meta.get("threads") or 1)
-    levels = sorted((int(k[4:]) for k, v in nim.items() if k.startswith("cpu_") and v), key=int)
+    levels = sorted(int(k[4:]) for k, v in nim.items() if k.startswith("cpu_") and v)
     split = {c: nim[f"cpu_{c}"] for c in levels if "evaluated per generated" in nim[f"cpu_{c}"]}
     if not split:
         return []

@@ -15,9 +15,9 @@ the CPU from decoding.
 
 Under sustained overload (within ``overload_hold_s`` of a refusal while more requests wanted in
 than the whole capacity holds) the gate admits only up to ``overload_capacity``: the slots plus
-a short queue. A full queue that never drains adds waiting
-time to every accepted request and no throughput (the slots are busy either way), so the queue is
-kept short while refusing and whole for bursts.
+a short queue. A full queue that never drains adds waiting time to every accepted request and no
+throughput (the slots are busy either way), so the queue is kept short while refusing and whole
+for bursts.
 """
 
 from __future__ import annotations
