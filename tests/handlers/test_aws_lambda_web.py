@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.support.eventually import eventually
 from tests.support.lambda_runtime import ROOT, lambda_env
 from tests.support.metrics import Scrape, delta, emf_units, emf_values
 
@@ -159,10 +160,12 @@ def test_request_logs_and_metrics_per_request(web: WebAdapterTarget) -> None:
         timeout=120,
     )
     assert resp.status_code == 200
-    lines = web.json_lines()
-    request = next(
-        r for r in lines if r.get("message") == "request" and r.get("correlation_id") == "lwa-log-1"
-    )
+
+    def is_the_request(r: dict[str, Any]) -> bool:
+        return r.get("message") == "request" and r.get("correlation_id") == "lwa-log-1"
+
+    lines = eventually(web.json_lines, lambda lines: any(map(is_the_request, lines)))
+    request = next(r for r in lines if is_the_request(r))
     assert request["status"] == 200 and request["path"] == "/api/generate"
     assert request["request_id"] == "lwa-log-1" == resp.headers["x-request-id"]
     assert request["completion_tokens"] == resp.json()["tokens"]
@@ -182,16 +185,27 @@ def test_metrics_scraped_and_emf_agree(web: WebAdapterTarget) -> None:
         timeout=120,
     )
     usage = resp.json()["usage"]
-    after = Scrape(httpx.get(f"{web.base_url}/metrics", timeout=60).text)
+    after = eventually(
+        lambda: Scrape(httpx.get(f"{web.base_url}/metrics", timeout=60).text),
+        lambda after: delta(before, after, "nimbus_requests_total", route="/v1/completions") > 0,
+    )
     assert delta(before, after, "nimbus_completion_tokens_total") == usage["completion_tokens"]
     assert delta(before, after, "nimbus_prompt_tokens_total") == usage["prompt_tokens"]
     assert delta(before, after, "nimbus_requests_total", route="/v1/completions", status="200") == 1
     assert delta(before, after, "nimbus_time_to_first_token_seconds_count") == 1
+
     # The invocation's EMF document (flushed when it ended) has the same numbers.
-    docs = [r for r in web.json_lines() if "_aws" in r and "CompletionTokens" in r]
+    def this_request(r: dict[str, Any]) -> bool:
+        return (
+            "_aws" in r
+            and emf_values([r], "CompletionTokens") == [usage["completion_tokens"]]
+            and emf_values([r], "PromptTokens") == [usage["prompt_tokens"]]
+        )
+
+    lines = eventually(web.json_lines, lambda lines: any(map(this_request, lines)))
+    docs = [r for r in lines if this_request(r)]
+    assert docs, "no EMF document with this request's token counts"
     doc = docs[-1]
-    assert emf_values([doc], "CompletionTokens") == [usage["completion_tokens"]]
-    assert emf_values([doc], "PromptTokens") == [usage["prompt_tokens"]]
     assert emf_units([doc])["TimeToFirstToken"] == "Seconds"
     ttft_sum = delta(before, after, "nimbus_time_to_first_token_seconds_sum")
     assert emf_values([doc], "TimeToFirstToken") == [pytest.approx(ttft_sum)]

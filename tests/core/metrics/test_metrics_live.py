@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.support.eventually import eventually
 from tests.support.lambda_runtime import ROOT
 from tests.support.metrics import Scrape, delta
 
@@ -125,10 +126,15 @@ def test_counters_move_by_what_the_responses_report(served: Served) -> None:
         json={"prompt": f"Say {SECRET}.", "maxTokens": 7, "temperature": 0},
         headers={"x-request-id": "live-generate-1"},
     )
+    # The request is counted, then logged, once its last byte has gone out: a moment after the
+    # client has it. One scrape once the line is there (every scrape is itself counted).
+    lines = eventually(
+        served.lines, lambda ls: any(x["request_id"] == "live-generate-1" for x in ls)
+    )
     after = served.scrape()
 
     usages = [chat["usage"], streamed["usage"], text["usage"]]
-    log = next(line for line in served.lines() if line["request_id"] == "live-generate-1")
+    log = next(line for line in lines if line["request_id"] == "live-generate-1")
     assert log["completion_tokens"] == generate.json()["tokens"]
     completion = [u["completion_tokens"] for u in usages] + [generate.json()["tokens"]]
     prompt = sum(u["prompt_tokens"] for u in usages) + log["prompt_tokens"]
@@ -235,6 +241,7 @@ def test_stdout_is_one_json_line_per_request_without_prompt_text(served: Served)
         headers={"x-request-id": "live-log-1"},
     )
     assert httpx.get(f"{served.base}/v1/models").status_code == 401
+    eventually(served.lines, lambda ls: any(x["request_id"] == "live-log-1" for x in ls))
     text = served.stdout.read_text()
     lines = served.lines()  # every line parses: no uvicorn access log lines in between
     assert SECRET not in text
