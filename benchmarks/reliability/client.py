@@ -33,10 +33,16 @@ class _Parse:
     headers: dict[str, str] = field(default_factory=dict)
     body: list[bytes] = field(default_factory=list)
     done: bool = False
+    keep_alive: bool = False
+    parser: Any = None
     _name: bytes = b""
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        # Asked here: once the message is complete the parser has reset and always says no.
+        self.keep_alive = bool(self.parser.should_keep_alive())
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -83,7 +89,7 @@ class Connection:
         started = time.perf_counter()
         writer.write(request)
         parse = _Parse()
-        parser = httptools.HttpResponseParser(parse)
+        parser = parse.parser = httptools.HttpResponseParser(parse)
         first = 0.0
         try:
             async with asyncio.timeout(timeout):
@@ -98,7 +104,7 @@ class Connection:
             self.close()
             raise
         parse.status = parser.get_status_code()
-        if not parser.should_keep_alive():
+        if not parse.keep_alive:
             self.close()
         return Answer(
             parse.status, parse.headers, b"".join(parse.body), time.perf_counter() - started, first

@@ -133,15 +133,16 @@ def markdown(report: dict[str, Any], command: str) -> str:
             "once, ignoring Retry-After (the worst case). Rounds alternate; totals below.",
             "",
             "| connections | goodput req/s | tokens/s | accepted p50 / p99 ms | refusals/s | "
-            "refusal p50 / p99 / max ms | client CPU cores | server CPU cores |",
-            "|---|---|---|---|---|---|---|---|",
+            "refusal p50 / p99 / max ms | client CPU cores | server CPU cores | "
+            "connections opened |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for p in (r["baseline"], r["flood"]):
             lines.append(
                 f"| {p['connections']} | {p['goodput_rps']} | {p['tokens_per_s']} | "
                 f"{p['accepted_p50_ms']} / {p['accepted_p99_ms']} | {p['refusals_per_s']} | "
                 f"{p['refusal_p50_ms']} / {p['refusal_p99_ms']} / {p['refusal_max_ms']} | "
-                f"{p['client_cpu_cores']} | {p['server_cpu_cores']} |"
+                f"{p['client_cpu_cores']} | {p['server_cpu_cores']} | {p.get('connects', '-')} |"
             )
         lines += [
             "",

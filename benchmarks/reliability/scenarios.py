@@ -104,6 +104,7 @@ class Phase:
     tokens: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     transport_errors: int = 0
+    connects: int = 0  # TCP connections opened: one per client while the server keeps them alive
     client_cpu_s: float = 0.0
     server_cpu_s: float = 0.0
     retry_after: Counter[str] = field(default_factory=Counter)
@@ -125,6 +126,7 @@ class Phase:
             "refusal_max_ms": ms(max(self.refused, default=None)),
             "other_statuses": {str(k): v for k, v in self.statuses.items() if k not in (200, 503)},
             "transport_errors": self.transport_errors,
+            "connects": self.connects,
             "retry_after_values": dict(self.retry_after),
             "client_cpu_cores": round(self.client_cpu_s / s, 2),
             "server_cpu_cores": round(self.server_cpu_s / s, 2),
@@ -143,9 +145,12 @@ async def closed_loop(
     phase = Phase(connections, seconds)
     cpu0: tuple[float, float] | None = None
 
+    conns: list[Connection] = []
+
     async def client() -> None:
         nonlocal cpu0
         conn = Connection(HOST, server.port)
+        conns.append(conn)
         try:
             while time.monotonic() < stop_at:
                 try:
@@ -179,6 +184,7 @@ async def closed_loop(
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    phase.connects = sum(conn.connects for conn in conns)
     return phase
 
 
@@ -228,6 +234,7 @@ def flood(plan: Plan, server: Server) -> dict[str, Any]:
             m.statuses.update(phase.statuses)
             m.retry_after.update(phase.retry_after)
             m.transport_errors += phase.transport_errors
+            m.connects += phase.connects
             m.client_cpu_s += phase.client_cpu_s
             m.server_cpu_s += phase.server_cpu_s
     base, flooded = merged[low].summary(), merged[high].summary()

@@ -61,6 +61,9 @@ def test_flood_refuses_beyond_capacity_and_keeps_serving(plan: Plan, server: Ser
     assert base["refused"] == 0  # 10 connections fit
     assert flooded["refused"] > 0  # 50 do not: the rest are refused, and retry at once
     assert all(int(v) >= 1 for v in flooded["retry_after_values"])
+    # A refusal keeps the connection: each client sent every request on the one it opened.
+    rounds = plan.flood_rounds
+    assert base["connects"] == 10 * rounds and flooded["connects"] == 50 * rounds, result
     # Each refusal waits for a place for admission_wait_ms (50) first: refusals cannot spin.
     assert flooded["refusal_p50_ms"] >= 45
     assert result["targets"]["no_other_errors"]["met"], flooded
