@@ -102,25 +102,27 @@ class LimitSettings(BaseModel):
         50,
         ge=0,
         le=10_000,
-        description="How long a request that finds every slot and queue place taken waits for "
-        "one before it is refused with 503 (read before the body; 0 = refuse at once). Paces "
-        "clients that retry the moment they are refused.",
+        description="How long a request that finds every slot and short-queue place "
+        "(overload_queue) taken waits for one before it is refused with 503 (read before the "
+        "body; 0 = refuse at once). Paces clients that retry the moment they are refused. A "
+        "place further up max_queue is granted at the end of this wait unless more requests "
+        "than slots + max_queue wanted in meanwhile.",
     )
     overload_queue: int = Field(
         4,
         ge=0,
         le=10000,
-        description="Queue places kept while the server is refusing (a 503 within "
-        "overload_hold_ms): under sustained overload a full queue adds only waiting time, so "
-        "an accepted request then waits behind at most this many; bursts still get max_queue. "
-        "At least max_queue turns the short queue off.",
+        description="Queue places kept while overloaded (more requests than slots + max_queue "
+        "wanted in within overload_hold_ms): under sustained overload a full queue adds only "
+        "waiting time, so an accepted request then waits behind at most this many; bursts "
+        "still get max_queue. At least max_queue turns the short queue off.",
     )
     overload_hold_ms: int = Field(
         1000,
         ge=0,
         le=600_000,
-        description="How long after a 503 the short overload queue (overload_queue) stays in "
-        "force; 0 = never.",
+        description="How long the short overload queue (overload_queue) stays in force after "
+        "more requests than slots + max_queue wanted in; 0 = never.",
     )
     body_timeout_s: float = Field(
         30.0,

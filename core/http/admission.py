@@ -13,11 +13,15 @@ measured token rate. The short wait paces clients that retry the moment they are
 connection then costs at most one refusal per ``wait_s`` instead of a busy loop that would take
 the CPU from decoding.
 
-Under sustained overload (within ``overload_hold_s`` of a refusal while more requests wanted in
-than the whole capacity holds) the gate admits only up to ``overload_capacity``: the slots plus
-a short queue. A full queue that never drains adds waiting time to every accepted request and no
-throughput (the slots are busy either way), so the queue is kept short while refusing and whole
-for bursts.
+Under sustained overload (within ``overload_hold_s`` of the moment more requests wanted in than
+the whole capacity holds) the gate admits only up to ``overload_capacity``: the slots plus a
+short queue. A full queue that never drains adds waiting time to every accepted request and no
+throughput (the slots are busy either way), so the queue is kept short while overloaded and
+whole for bursts. A place above the short queue is granted at the end of the request's wait,
+not at once: an overload that starts within that wait (the first instant of a flood looks like a
+burst) refuses it instead of leaving the whole queue full for every later request to wait behind.
+The request loses nothing by the wait: a place above the short queue is behind at least the
+short queue, which takes longer than the wait to drain.
 """
 
 from __future__ import annotations
@@ -94,16 +98,33 @@ class AdmissionGate:
     @property
     def limit(self) -> int:
         """Places open now: the whole capacity, or the short one while overloaded."""
-        if self._clock() < self._overloaded_until:
+        if self._overloaded():
             return self.overload_capacity
         return self.capacity
+
+    @property
+    def _at_once(self) -> int:
+        """Places granted on arrival; those above (up to ``limit``) only at the end of a wait."""
+        if self.wait_s > 0 and self.overload_hold_s > 0:
+            return self.overload_capacity
+        return self.limit
+
+    def _overloaded(self) -> bool:
+        return self._clock() < self._overloaded_until
+
+    def _note_demand(self, wanting: int) -> None:
+        # Overloaded only while more want in than the whole capacity holds: a load that fits in
+        # the whole queue but found the short one full lets it lapse, so it cannot keep itself
+        # short.
+        if wanting > self.capacity:
+            self._overloaded_until = self._clock() + self.overload_hold_s
 
     def try_enter(self) -> bool:
         # No queue-jumping past live waiters: places the limit opened by going back up go to
         # them first; otherwise leave() hands a place on directly, so one is free here only when
         # nobody was waiting for it.
         self._hand_on()
-        if self.in_flight < self.limit:
+        if self.in_flight < self._at_once:
             self.in_flight += 1
             return True
         return False
@@ -114,11 +135,12 @@ class AdmissionGate:
             return True
         if self.wait_s <= 0 or self._waiting >= self.max_waiters:
             return False
+        self._note_demand(self.in_flight + self._waiting + 1)
         loop = asyncio.get_running_loop()
         place: asyncio.Future[bool] = loop.create_future()
         self._waiters.append(place)
         self._waiting += 1
-        timer = loop.call_later(self.wait_s, _expire, place)
+        timer = loop.call_later(self.wait_s, self._end_wait, place)
         try:
             return await place
         except asyncio.CancelledError:
@@ -139,20 +161,27 @@ class AdmissionGate:
 
     def _hand_on(self) -> None:
         """Free places, oldest live waiter first."""
-        while self._waiters and self.in_flight < self.limit:
+        while self._waiters and self.in_flight < self._at_once:
             place = self._waiters.popleft()
             if not place.done():
                 place.set_result(True)
                 self.in_flight += 1
 
+    def _end_wait(self, place: asyncio.Future[bool]) -> None:
+        """A wait is over: a place above the short queue if no overload began meanwhile and
+        one is free, else the refusal."""
+        if place.done():
+            return
+        admitted = not self._overloaded() and self.in_flight < self.capacity
+        if admitted:
+            self.in_flight += 1
+        place.set_result(admitted)
+
     def refusal(self) -> EngineOverloadedError:
         """The 503 for a refused request (one per reason, so a metrics hook can count it)."""
         self.refused += 1
-        # Overloaded only while more want in than the whole capacity holds (the refused one, the
-        # requests in flight and those still waiting): a load that fits in the whole queue but
-        # was refused by the short one lets it lapse, so it cannot keep itself short.
-        if self.in_flight + self._waiting + 1 > self.capacity:
-            self._overloaded_until = self._clock() + self.overload_hold_s
+        # The refused one, the requests in flight and those still waiting.
+        self._note_demand(self.in_flight + self._waiting + 1)
         retry = self.retry_after_s()
         return EngineOverloadedError(
             f"the server is at capacity ({self.in_flight} requests in progress); "
@@ -173,11 +202,6 @@ class AdmissionGate:
         # up (a long flood while every request in flight runs for a long time).
         if len(self._waiters) > 2 * self._waiting + 64:
             self._waiters = deque(w for w in self._waiters if not w.done())
-
-
-def _expire(place: asyncio.Future[bool]) -> None:
-    if not place.done():
-        place.set_result(False)
 
 
 class AdmissionMiddleware:

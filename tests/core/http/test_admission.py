@@ -194,29 +194,60 @@ async def test_a_load_that_fits_the_whole_queue_lets_the_short_queue_lapse() -> 
     assert g.limit == 6 and g.try_enter()
 
 
-async def test_when_the_short_queue_lapses_the_waiters_get_the_opened_places_first() -> None:
+async def test_a_burst_beyond_the_short_queue_gets_the_whole_queue_after_its_wait() -> None:
+    g = AdmissionGate(6, wait_s=0.05, retry_after=lambda: 1, overload_capacity=3)
+    started = time.perf_counter()
+
+    async def timed() -> tuple[bool, float]:
+        return await g.enter(), time.perf_counter() - started
+
+    entered = await asyncio.gather(*(timed() for _ in range(6)))
+    assert [ok for ok, _ in entered] == [True] * 6 and g.in_flight == 6
+    at = [seconds for _, seconds in entered]
+    assert max(at[:3]) < min(at[3:])  # the short queue at once, the places above it ...
+    assert min(at[3:]) >= 0.045  # ... at the end of their wait
+    assert g.limit == 6  # six wanted in, six places: no overload
+
+
+async def test_an_overload_that_starts_during_the_wait_refuses_the_places_above_the_short_queue() -> (
+    None
+):
+    g = AdmissionGate(6, wait_s=0.05, retry_after=lambda: 1, overload_capacity=3)
+    # The first instant of a flood: seven at once. Three enter; the seventh makes more than the
+    # whole capacity want in, so the four waiting are refused at the end of their wait instead
+    # of filling the queue.
+    entered = await asyncio.gather(*(g.enter() for _ in range(7)))
+    assert entered == [True] * 3 + [False] * 4
+    assert g.in_flight == 3 and g.limit == 3
+
+
+async def test_when_the_short_queue_lapses_the_waiters_get_the_opened_places_in_turn() -> None:
     clock = Clock()
     g = AdmissionGate(
-        4, wait_s=5, retry_after=lambda: 1, overload_capacity=2, overload_hold_s=1.0, clock=clock
+        4, wait_s=0.2, retry_after=lambda: 1, overload_capacity=2, overload_hold_s=1.0, clock=clock
     )
-    for _ in range(4):
-        assert await g.enter()
-    g.refusal()
+    assert all(await asyncio.gather(*(g.enter() for _ in range(4))))
+    g.refusal()  # five wanted in
     g.leave()
     g.leave()
     waiter = asyncio.ensure_future(g.enter())
     await asyncio.sleep(0.01)
-    assert not waiter.done()
-    clock.now += 1.01  # the hold lapses with no place freed: the next arrival finds room
-    assert await g.enter()  # ... after the waiter, who was first, took its place
+    clock.now += 1.01  # the hold lapses with no place freed
+    newcomer = asyncio.ensure_future(g.enter())
+    await asyncio.sleep(0.01)
+    assert not waiter.done() and not newcomer.done()  # places above the short queue: after a wait
     assert await waiter is True
+    assert not newcomer.done()  # the one who came first had its place first
+    assert await newcomer is True
     assert g.in_flight == 4 and not g.try_enter()
 
 
 async def test_while_overloaded_waiters_get_places_only_within_the_short_limit() -> None:
-    g = AdmissionGate(4, wait_s=5, retry_after=lambda: 1, overload_capacity=2)
-    for _ in range(4):
-        assert await g.enter()
+    clock = Clock()
+    g = AdmissionGate(
+        4, wait_s=0.5, retry_after=lambda: 1, overload_capacity=2, overload_hold_s=1.0, clock=clock
+    )
+    assert all(await asyncio.gather(*(g.enter() for _ in range(4))))
     g.refusal()
     waiter = asyncio.ensure_future(g.enter())
     await asyncio.sleep(0.01)
