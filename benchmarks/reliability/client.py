@@ -117,7 +117,7 @@ class Connection:
         started = time.perf_counter()
         writer.write(request)
         parse = _Parse()
-        parser = httptools.HttpResponseParser(parse)
+        parser = parse.parser = httptools.HttpResponseParser(parse)
         try:
             async with asyncio.timeout(timeout):
                 while not parse.done and b"\n\n" not in b"".join(parse.body):
