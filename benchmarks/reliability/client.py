@@ -41,7 +41,7 @@ class _Parse:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        # Asked here: once the message is complete the parser has reset and always says no.
+        # Asked on the headers: once the message is complete the parser has reset and says no.
         self.keep_alive = bool(self.parser.should_keep_alive())
 
     def on_body(self, body: bytes) -> None:

@@ -121,8 +121,8 @@ class AdmissionGate:
 
     def try_enter(self) -> bool:
         # No queue-jumping past live waiters: places the limit opened by going back up go to
-        # them first; otherwise leave() hands a place on directly, so one is free here only when
-        # nobody was waiting for it.
+        # them first; otherwise leave() hands a place on directly, so a place is free on arrival
+        # only when nobody was waiting for it.
         self._hand_on()
         if self.in_flight < self._at_once:
             self.in_flight += 1

@@ -57,7 +57,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebAdapterTarget]:
                 "--no-access-log",
             ],
             cwd=ROOT,
-            # /metrics on too: the same app serves it here (scraping a function is unusual, but
+            # /metrics on too: the same app serves it in this test (scraping a function is unusual, but
             # it shows the Prometheus and EMF numbers agree).
             env=lambda_env(
                 tmp, AWS_LWA_INVOKE_MODE="response_stream", NIMBUS_METRICS__ENABLED="true"
