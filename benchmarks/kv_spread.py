@@ -1,8 +1,8 @@
-"""What finished requests' KV cells cost a long prompt: its prefill rate on a fresh engine, and
-right after a round of concurrent streams whose cells stay in the shared KV cache (nimbus keeps
-a finished request's cells until its slot is reused, for the prefix cache), beside a control on
-a fresh engine after the same time of CPU burn in other processes (the machine's own slow-down
-under sustained load, which the round also causes).
+"""What finished requests' KV cells cost a long prompt: its prefill rate on a fresh engine and
+right after a round of concurrent streams, with the finished streams' cells kept in the shared
+KV cache (``NIMBUS_ENGINE__IDLE_CACHE_MB=0``) and moved to host memory when the prompt starts
+(the default), beside a control on a fresh engine after the same time of CPU burn in other
+processes (the machine's own slow-down under sustained load, which the round also causes).
 
     .venv/bin/python -m benchmarks.kv_spread [--streams 16] [--tokens 128] [--repeats 3]
 
@@ -29,9 +29,14 @@ from core.settings import Settings
 _COUNT = "Count from {start} upwards: {start}, {n1}, {n2}, {n3},"
 
 
-def _engine(args: argparse.Namespace) -> LlamaEngine:
+def _engine(args: argparse.Namespace, idle_cache_mb: int) -> LlamaEngine:
     settings = Settings(
-        engine={"n_ctx": args.n_ctx, "n_threads": args.threads, "slots": args.streams}  # type: ignore[arg-type]
+        engine={  # type: ignore[arg-type]
+            "n_ctx": args.n_ctx,
+            "n_threads": args.threads,
+            "slots": args.streams,
+            "idle_cache_mb": idle_cache_mb,
+        }
     )
     engine = LlamaEngine(settings)
     engine.load()
@@ -85,22 +90,29 @@ def burn(seconds: float, processes: int) -> None:
         proc.wait()
 
 
+KEPT = "after the round, idle cells kept in the context"
+MOVED = "after the round, idle cells moved to host memory"
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    rows: dict[str, list[float]] = {"fresh": [], "after the round": [], "after a burn": []}
+    rows: dict[str, list[float]] = {"fresh": [], KEPT: [], MOVED: [], "after a burn": []}
     cells: list[int] = []
     prompts: list[int] = []
     for r in range(args.repeats):
-        engine = _engine(args)
-        try:
-            prefill_tps(engine, f"Warm-up {r}", 2)
-            rows["fresh"].append(prefill_tps(engine, f"Fresh {r}", args.sentences))
-            spent, prompt = round_of_streams(engine, f"Round {r}", args.streams, args.tokens)
-            cells.append(engine.stats().kv_cells_used)
-            prompts.append(prompt)
-            rows["after the round"].append(prefill_tps(engine, f"After {r}", args.sentences))
-        finally:
-            engine.close()
-        engine = _engine(args)
+        spent = 0.0
+        for name, idle_mb in ((KEPT, 0), (MOVED, args.idle_cache_mb)):
+            engine = _engine(args, idle_mb)
+            try:
+                prefill_tps(engine, f"Warm-up {r}", 2)
+                rows["fresh"].append(prefill_tps(engine, f"Fresh {name} {r}", args.sentences))
+                seconds, prompt = round_of_streams(engine, f"Round {r}", args.streams, args.tokens)
+                spent = max(spent, seconds)
+                cells.append(engine.stats().kv_cells_used)
+                prompts.append(prompt)
+                rows[name].append(prefill_tps(engine, f"After {name} {r}", args.sentences))
+            finally:
+                engine.close()
+        engine = _engine(args, args.idle_cache_mb)
         try:
             prefill_tps(engine, f"Warm-up control {r}", 2)
             burn(spent, args.threads)
@@ -150,6 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sentences", type=int, default=60, help="length of the long prompt")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-ctx", type=int, default=4096)
+    parser.add_argument(
+        "--idle-cache-mb", type=int, default=256, help="NIMBUS_ENGINE__IDLE_CACHE_MB when moved"
+    )
     args = parser.parse_args(argv)
     print(markdown(measure(args), args))
 

@@ -34,6 +34,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from core.engine.idlecache import IdleCache
 from core.engine.kvcells import CellMap
 from core.engine.lowlevel import Context, Model, Sampler, Scored, common_prefix
 from core.engine.stops import StopMatcher
@@ -176,6 +177,7 @@ class BatchScheduler:
         retry_after_s: int,
         retry_after_max_s: int = 60,
         prefix_cache: bool = True,
+        idle_cache_bytes: int = 0,
         warm_up_token: int | None = None,
     ) -> None:
         self._model = model
@@ -185,6 +187,9 @@ class BatchScheduler:
         self._chunk = max(1, min(prefill_chunk, ctx.n_batch))
         self._max_waiting = max_waiting
         self._prefix_cache = prefix_cache
+        # Idle slots' cells leave the context when a request starts (kept in host memory for
+        # the prefix cache); without a budget they stay.
+        self._idle: IdleCache | None = IdleCache(idle_cache_bytes) if idle_cache_bytes > 0 else None
         self._warm_up_token = warm_up_token
         self._retry_floor = retry_after_s
         self._retry_cap = max(retry_after_s, retry_after_max_s)
@@ -368,6 +373,8 @@ class BatchScheduler:
         # The last prompt token is always evaluated: it gives the logits.
         limit = len(tokens) - 1 if self._prefix_cache else 0
         slot = max(free, key=lambda s: (min(common_prefix(s.cached, tokens), limit), -s.last_used))
+        if self._idle is not None and limit > 0:
+            self._restore_into(slot, tokens, limit)
         own = min(common_prefix(slot.cached, tokens), limit)
         donor, best = slot, own
         for other in self._slots:
@@ -407,6 +414,40 @@ class BatchScheduler:
             self._prompt_tokens += len(tokens)
             self._reused_tokens += run.reused
             self._reuse_hits += int(run.reused > 0)
+        if self._idle is not None:
+            for other in self._slots:
+                if other.run is None and other.cached:
+                    self._move_out(other)
+
+    def _restore_into(self, slot: _Slot, tokens: list[int], limit: int) -> None:
+        """Bring back saved cells into ``slot`` when they share more of ``tokens`` than any slot
+        (by at least what a copy must gain)."""
+        assert self._idle is not None
+        hit = self._idle.best(tokens, limit)
+        in_slots = max(min(common_prefix(s.cached, tokens), limit) for s in self._slots)
+        if hit is None or hit[0] - in_slots < _MIN_COPY_GAIN:
+            return
+        entry = self._idle.take(hit[1])
+        self._ctx.seq_rm(slot.seq)
+        if self._ctx.seq_restore(slot.seq, entry.state):
+            self._cells.keep(slot.seq, 0, 0)
+            slot.cached = list(entry.tokens)
+        else:  # no room for them in the cache now: start the slot afresh
+            self._ctx.seq_rm(slot.seq)
+            self._cells.clear(slot.seq)
+            slot.cached = []
+
+    def _move_out(self, slot: _Slot) -> None:
+        """An idle slot's cells to host memory (for the prefix cache), then out of the context;
+        cells too large for the whole budget stay where they are."""
+        assert self._idle is not None
+        if self._prefix_cache:
+            if self._ctx.seq_state_size(slot.seq) > self._idle.budget_bytes:
+                return
+            self._idle.put(slot.cached, self._ctx.seq_state(slot.seq))
+        self._ctx.seq_rm(slot.seq)
+        self._cells.clear(slot.seq)
+        slot.cached = []
 
     def _samplers(self, request: GenerationRequest) -> list[Sampler]:
         """One chain per choice; choice i of a seeded request draws with seed + i."""

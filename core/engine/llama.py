@@ -117,6 +117,7 @@ class LlamaEngine:
             retry_after_s=self._settings.limits.retry_after_s,
             retry_after_max_s=self._settings.limits.retry_after_max_s,
             prefix_cache=eng.prefix_cache,
+            idle_cache_bytes=eng.idle_cache_mb * 1024 * 1024,
             warm_up_token=max(model.bos, 0),
         )
         self._scheduler.start()

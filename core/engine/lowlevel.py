@@ -240,6 +240,23 @@ class Context:
     def clear(self) -> None:
         C.llama_memory_clear(self.memory, True)
 
+    def seq_state_size(self, seq: int) -> int:
+        return int(C.llama_state_seq_get_size(self.ptr, seq))
+
+    def seq_state(self, seq: int) -> bytes:
+        """A copy of ``seq``'s cells (empty when it has none)."""
+        size = self.seq_state_size(seq)
+        if size <= 0:
+            return b""
+        buf = (ctypes.c_uint8 * size)()
+        written = int(C.llama_state_seq_get_data(self.ptr, buf, size, seq))
+        return bytes(buf)[:written]
+
+    def seq_restore(self, seq: int, state: bytes) -> bool:
+        """Put cells saved by ``seq_state`` back as ``seq``'s; False when they do not fit."""
+        buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        return int(C.llama_state_seq_set_data(self.ptr, buf, len(state), seq)) > 0
+
     # -- batch ------------------------------------------------------------------------------
     def batch_clear(self) -> None:
         self._n = 0

@@ -10,7 +10,13 @@ import pytest
 
 from core.engine.grammar import grammar_for
 from core.engine.llama import LlamaEngine
-from core.engine.types import ChatMessage, Completion, GenerationRequest, SamplingParams
+from core.engine.types import (
+    ChatMessage,
+    Completion,
+    GenerationRequest,
+    PromptSegment,
+    SamplingParams,
+)
 from tests.conftest import model_settings
 
 pytestmark = pytest.mark.integration
@@ -117,6 +123,58 @@ async def test_a_follow_up_turn_reuses_the_cached_prefix(engine: LlamaEngine) ->
     assert second.cached_tokens >= first.prompt_tokens
     assert second.prompt_tokens - second.cached_tokens < 40
     assert second.text
+
+
+HISTORY = [
+    ChatMessage("system", "You are a helpful assistant. " * 40),
+    ChatMessage("user", "Tell me about the moon."),
+]
+
+
+async def _conversation(e: LlamaEngine) -> tuple[Completion, Completion, int]:
+    """A first turn, another request in another slot, then the follow-up turn; and the KV
+    cells in use just before the follow-up."""
+    first = await e.submit(
+        GenerationRequest(prompt=e.render_chat(HISTORY), max_tokens=24, sampling=GREEDY)
+    ).collect()
+    other = GenerationRequest(
+        prompt=(PromptSegment("1, 2, 3, 4,", special=True),), max_tokens=4, sampling=GREEDY
+    )
+    await e.submit(other).collect()
+    cells = e.stats().kv_cells_used
+    follow = [*HISTORY, ChatMessage("assistant", first.text), ChatMessage("user", "And the sun?")]
+    second = await e.submit(
+        GenerationRequest(prompt=e.render_chat(follow), max_tokens=16, sampling=GREEDY)
+    ).collect()
+    return first, second, cells
+
+
+async def test_idle_cells_leave_the_context_and_come_back_for_a_follow_up() -> None:
+    moved = _engine()
+    try:
+        first, second, cells = await _conversation(moved)
+    finally:
+        moved.close()
+    assert cells < first.prompt_tokens  # only the other request's cells were left in it
+    assert second.cached_tokens >= first.prompt_tokens  # ... and the first turn's came back
+    kept = _engine(idle_cache_mb=0)
+    try:
+        first_kept, second_kept, cells_kept = await _conversation(kept)
+    finally:
+        kept.close()
+    assert cells_kept > first_kept.prompt_tokens  # without the store they stay in the context
+    assert second_kept.cached_tokens == second.cached_tokens
+    assert (first.text, second.text) == (first_kept.text, second_kept.text)  # exactly the same
+
+
+async def test_idle_cells_too_large_for_the_store_stay_in_the_context() -> None:
+    e = _engine(idle_cache_mb=1)  # the first turn's cells take several MiB
+    try:
+        first, second, cells = await _conversation(e)
+    finally:
+        e.close()
+    assert cells > first.prompt_tokens
+    assert second.cached_tokens >= first.prompt_tokens
 
 
 async def test_concurrent_requests_share_a_common_prefix(engine: LlamaEngine) -> None:
