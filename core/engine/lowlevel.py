@@ -250,7 +250,7 @@ class Context:
             return b""
         buf = (ctypes.c_uint8 * size)()
         written = int(C.llama_state_seq_get_data(self.ptr, buf, size, seq))
-        return bytes(buf)[:written]
+        return ctypes.string_at(buf, written)
 
     def seq_restore(self, seq: int, state: bytes) -> bool:
         """Put cells saved by ``seq_state`` back as ``seq``'s; False when they do not fit."""
