@@ -135,6 +135,8 @@ class SchedulerStats:
     """Completion tokens of recently finished requests (smoothed)."""
     retry_after_s: int = 1
     """How long a refused request should wait: see ``BatchScheduler.retry_after_s``."""
+    idle_cache_bytes: int = 0
+    """Idle slots' KV cells held in host memory (see ``core.engine.idlecache``)."""
 
 
 class Throughput:
@@ -277,6 +279,7 @@ class BatchScheduler:
                 self.throughput.tokens_per_s,
                 self.throughput.tokens_per_request,
                 self.retry_after_s(),
+                self._idle.bytes if self._idle is not None else 0,
             )
 
     def close(self) -> list[Job]:
@@ -438,10 +441,11 @@ class BatchScheduler:
             slot.cached = []
 
     def _move_out(self, slot: _Slot) -> None:
-        """An idle slot's cells to host memory (for the prefix cache), then out of the context;
+        """An idle slot's cells to host memory (for the prefix cache), then out of the context.
+        Cells of at most one prefill chunk are not kept (evaluating them again takes one step);
         cells too large for the whole budget stay where they are."""
         assert self._idle is not None
-        if self._prefix_cache:
+        if self._prefix_cache and len(slot.cached) > self._chunk:
             if self._ctx.seq_state_size(slot.seq) > self._idle.budget_bytes:
                 return
             self._idle.put(slot.cached, self._ctx.seq_state(slot.seq))

@@ -133,7 +133,8 @@ HISTORY = [
 
 async def _conversation(e: LlamaEngine) -> tuple[Completion, Completion, int]:
     """A first turn, another request in another slot, then the follow-up turn; and the KV
-    cells in use just before the follow-up."""
+    cells in use just before the follow-up (when the host-memory store holds the first turn's
+    cells, if it took them)."""
     first = await e.submit(
         GenerationRequest(prompt=e.render_chat(HISTORY), max_tokens=24, sampling=GREEDY)
     ).collect()
@@ -142,11 +143,21 @@ async def _conversation(e: LlamaEngine) -> tuple[Completion, Completion, int]:
     )
     await e.submit(other).collect()
     cells = e.stats().kv_cells_used
+    held = _held(e)
     follow = [*HISTORY, ChatMessage("assistant", first.text), ChatMessage("user", "And the sun?")]
     second = await e.submit(
         GenerationRequest(prompt=e.render_chat(follow), max_tokens=16, sampling=GREEDY)
     ).collect()
+    # The first turn's copy went back into a slot; the other request's few cells, no longer
+    # than a prefill chunk, were dropped rather than kept.
+    assert _held(e) == 0 and (held > 0) == (cells < first.prompt_tokens)
     return first, second, cells
+
+
+def _held(e: LlamaEngine) -> int:
+    stats = e.scheduler_stats()
+    assert stats is not None
+    return stats.idle_cache_bytes
 
 
 async def test_idle_cells_leave_the_context_and_come_back_for_a_follow_up() -> None:
