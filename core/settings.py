@@ -56,9 +56,9 @@ class EngineSettings(BaseModel):
         le=1_048_576,
         description="Host memory (MiB) for idle slots' KV cells: when a request starts, the "
         "other idle slots' cells leave the context (cells left in it slow every later step); "
-        "those longer than prefill_chunk are kept here, up to this budget, and come back for a "
-        "prompt that shares their prefix. Count it in the memory a container needs. 0 = idle "
-        "cells stay in the context.",
+        "those longer than prefill_chunk are kept in host memory, up to this budget, and come "
+        "back for a prompt that shares their prefix. Count it in the memory a container needs. "
+        "0 = idle cells stay in the context.",
     )
     n_gpu_layers: int = Field(
         0, ge=-1, le=1000, description="Layers offloaded to a GPU (-1 = all; needs a CUDA build)."

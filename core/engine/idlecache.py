@@ -2,10 +2,11 @@
 
 llama.cpp attends over every KV cell up to the highest one in use, masked or not, so cells a
 finished request leaves in the shared cache make every later step attend over more of it (a long
-prompt after a busy round is evaluated at about half speed). When a request starts, the other
-idle slots' cells are therefore saved here (``llama_state_seq_get_data``) and cleared from the
-context; a prompt that shares a longer prefix with a saved entry than with any slot gets it
-restored into its slot. Least recently saved entries go first once ``budget_bytes`` is reached.
+prompt after a busy round was evaluated at 0.57-0.70x the speed of a fresh engine). When a
+request starts, the other idle slots' cells are therefore saved in this store
+(``llama_state_seq_get_data``) and cleared from the context; a prompt that shares a longer prefix
+with a saved entry than with any slot gets it restored into its slot. Least recently saved
+entries go first once ``budget_bytes`` is reached.
 """
 
 from __future__ import annotations
