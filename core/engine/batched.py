@@ -375,16 +375,22 @@ class BatchScheduler:
         tokens = job.tokens
         # The last prompt token is always evaluated: it gives the logits.
         limit = len(tokens) - 1 if self._prefix_cache else 0
-        slot = max(free, key=lambda s: (min(common_prefix(s.cached, tokens), limit), -s.last_used))
-        if self._idle is not None and limit > 0:
-            self._restore_into(slot, tokens, limit)
-        own = min(common_prefix(slot.cached, tokens), limit)
+        # Each slot's reusable prefix, measured once: it picks the slot, the donor and whether a
+        # saved copy in host memory beats them all.
+        shared = {s.seq: min(common_prefix(s.cached, tokens), limit) for s in self._slots}
+        slot = max(free, key=lambda s: (shared[s.seq], -s.last_used))
+        restored = (
+            self._idle is not None
+            and limit > 0
+            and self._restore_into(slot, tokens, limit, max(shared.values()))
+        )
+        if restored:
+            shared[slot.seq] = min(common_prefix(slot.cached, tokens), limit)
+        own = shared[slot.seq]
         donor, best = slot, own
         for other in self._slots:
-            if other is not slot:
-                shared = min(common_prefix(other.cached, tokens), limit)
-                if shared > best:
-                    donor, best = other, shared
+            if other is not slot and shared[other.seq] > best:
+                donor, best = other, shared[other.seq]
         samplers = self._samplers(job.request)
         if donor is not slot and best - own >= _MIN_COPY_GAIN:
             self._ctx.seq_rm(slot.seq)
@@ -422,23 +428,25 @@ class BatchScheduler:
                 if other.run is None and other.cached:
                     self._move_out(other)
 
-    def _restore_into(self, slot: _Slot, tokens: list[int], limit: int) -> None:
-        """Bring back saved cells into ``slot`` when they share more of ``tokens`` than any slot
-        (by at least what a copy must gain)."""
+    def _restore_into(self, slot: _Slot, tokens: list[int], limit: int, in_slots: int) -> bool:
+        """Bring back saved cells into ``slot`` when they share more of ``tokens`` than the
+        ``in_slots`` tokens any slot holds (by at least what a copy must gain); True when
+        ``slot``'s cells changed."""
         assert self._idle is not None
         hit = self._idle.best(tokens, limit)
-        in_slots = max(min(common_prefix(s.cached, tokens), limit) for s in self._slots)
         if hit is None or hit[0] - in_slots < _MIN_COPY_GAIN:
-            return
+            return False
         entry = self._idle.take(hit[1])
         self._ctx.seq_rm(slot.seq)
         if self._ctx.seq_restore(slot.seq, entry.state):
             self._cells.keep(slot.seq, 0, 0)
             slot.cached = list(entry.tokens)
-        else:  # no room for them in the cache now: start the slot afresh
+        else:  # no room for them now: the slot starts afresh (llama.cpp clears a failed restore;
+            # the seq_rm makes sure of it whatever its version)
             self._ctx.seq_rm(slot.seq)
             self._cells.clear(slot.seq)
             slot.cached = []
+        return True
 
     def _move_out(self, slot: _Slot) -> None:
         """An idle slot's cells to host memory (for the prefix cache), then out of the context.
