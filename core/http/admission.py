@@ -154,8 +154,8 @@ class AdmissionGate:
             self._prune()
 
     def leave(self) -> None:
-        """Give the place to the oldest live waiter, or free it (while overloaded, until only
-        the short limit is taken)."""
+        """Free the place; the oldest live waiter takes it if it is one granted on arrival
+        (places above those go only to waits that end without an overload)."""
         self.in_flight -= 1
         self._hand_on()
 
