@@ -22,7 +22,15 @@ from benchmarks import probe
 from benchmarks.peers import PEERS, ROOT, stop
 from benchmarks.run import Running, build_config, parse_args, start_http
 
-PARTS = ("python", "event loop", "engine (outside decode)", "other threads", "decode", "native")
+PARTS = (
+    "python",
+    "event loop",
+    "engine (outside decode)",
+    "other threads",
+    "KV save/restore",
+    "decode",
+    "native",
+)
 
 
 def summary(rounds: list[dict[str, float]]) -> dict[str, float]:

@@ -53,13 +53,19 @@ class CpuProbe:
         self.decode_wall_ns = 0
         self.prompt_steps = 0
         self.prompt_wall_ns = 0
-        self._original: Any = None
+        # Copying idle slots' KV cells to and from host memory: llama.cpp's work on the engine
+        # thread, like llama_decode, so it is not counted as Python.
+        self.kv_copy_ns = 0
+        self._originals: dict[str, Any] = {}
 
     def install(self) -> None:
         """Time each ``llama_decode`` call on the thread that makes it (the engine thread)."""
         from core.engine import lowlevel
 
-        original = self._original = lowlevel.Context.decode
+        original = lowlevel.Context.decode
+        self._originals = {
+            name: getattr(lowlevel.Context, name) for name in ("decode", "seq_state", "seq_restore")
+        }
         probe = self
 
         def decode(ctx: Any) -> int:
@@ -81,14 +87,28 @@ class CpuProbe:
                     probe.prompt_steps += 1
                     probe.prompt_wall_ns += wall
 
+        def copying(name: str) -> Any:
+            copy = self._originals[name]
+
+            def timed(ctx: Any, *args: Any) -> Any:
+                started = time.thread_time_ns()
+                try:
+                    return copy(ctx, *args)
+                finally:
+                    probe.kv_copy_ns += time.thread_time_ns() - started
+
+            return timed
+
         lowlevel.Context.decode = decode  # type: ignore[method-assign]
+        lowlevel.Context.seq_state = copying("seq_state")  # type: ignore[method-assign]
+        lowlevel.Context.seq_restore = copying("seq_restore")  # type: ignore[method-assign]
 
     def uninstall(self) -> None:
         from core.engine import lowlevel
 
-        if self._original is not None:
-            lowlevel.Context.decode = self._original  # type: ignore[method-assign]
-            self._original = None
+        for name, original in self._originals.items():
+            setattr(lowlevel.Context, name, original)
+        self._originals = {}
 
     def snapshot(self) -> dict[str, Any]:
         """Every live Python thread's CPU time by native id, with a role name."""
@@ -113,6 +133,7 @@ class CpuProbe:
             "decode_wall_ns": self.decode_wall_ns,
             "prompt_steps": self.prompt_steps,
             "prompt_wall_ns": self.prompt_wall_ns,
+            "kv_copy_ns": self.kv_copy_ns,
             "process_ns": process_cpu_ns(),
         }
 
@@ -120,11 +141,12 @@ class CpuProbe:
 def per_token(before: dict[str, Any], after: dict[str, Any], tokens: int) -> dict[str, float]:
     """µs of CPU per generated token between two snapshots, by where it went.
 
-    ``python``: every Python thread minus the engine thread's time inside llama_decode; its
-    parts ``event loop``, ``engine (outside decode)`` and ``other threads`` (pools); ``decode``:
-    the engine thread inside llama_decode; ``native``: the rest of the process (llama.cpp's
-    worker threads, and threads that ended between the snapshots); and the step split of
-    ``steps``."""
+    ``python``: every Python thread minus the engine thread's time inside llama.cpp's
+    llama_decode and KV copies; its parts ``event loop``, ``engine (outside decode)`` and
+    ``other threads`` (pools); ``KV save/restore``: the engine thread copying idle slots' cells
+    to and from host memory; ``decode``: the engine thread inside llama_decode; ``native``: the
+    rest of the process (llama.cpp's worker threads, and threads that ended between the
+    snapshots); and the step split of ``steps``."""
     if tokens <= 0:
         return {}
     spent = {"event loop": 0, "engine": 0, "other": 0}
@@ -133,7 +155,8 @@ def per_token(before: dict[str, Any], after: dict[str, Any], tokens: int) -> dic
         spent[role] += int(ns) - int(was)
     decode = int(after["decode_ns"]) - int(before["decode_ns"])
     process = int(after["process_ns"]) - int(before["process_ns"])
-    outside = spent["engine"] - decode
+    kv_copy = int(after.get("kv_copy_ns", 0)) - int(before.get("kv_copy_ns", 0))
+    outside = spent["engine"] - decode - kv_copy
     us = 1000.0 * tokens
     native = process - sum(spent.values())
     return {
@@ -141,6 +164,7 @@ def per_token(before: dict[str, Any], after: dict[str, Any], tokens: int) -> dic
         "event loop": spent["event loop"] / us,
         "engine (outside decode)": outside / us,
         "other threads": spent["other"] / us,
+        "KV save/restore": kv_copy / us,
         "decode": decode / us,
         "native": native / us,
         **steps(before, after, tokens, decode + native),

@@ -123,7 +123,15 @@ def targets(
 
 def cpu_table(results: dict[str, dict[str, Any]], labels: dict[str, str]) -> list[str]:
     """Python CPU per generated token (benchmarks.probe), by where it went."""
-    parts = ["python", "event loop", "engine (outside decode)", "other threads", "decode", "native"]
+    parts = [
+        "python",
+        "event loop",
+        "engine (outside decode)",
+        "other threads",
+        "KV save/restore",
+        "decode",
+        "native",
+    ]
     lines = []
     for key in ("nimbus", "engine"):
         cpu = {k[4:]: v for k, v in results.get(key, {}).items() if k.startswith("cpu_") and v}
@@ -134,7 +142,8 @@ def cpu_table(results: dict[str, dict[str, Any]], labels: dict[str, str]) -> lis
                 "",
                 "CPU time per generated token, µs (benchmarks.probe: per-thread CPU time; "
                 "`python` = every Python thread minus the engine thread's time inside "
-                "llama_decode; `native` = llama.cpp's worker threads):",
+                "llama_decode and copying idle KV cells (`KV save/restore`); `native` = "
+                "llama.cpp's worker threads):",
                 "",
                 "| peer | streams | " + " | ".join(parts) + " |",
                 "|---|---|" + "---|" * len(parts),

@@ -21,7 +21,7 @@ from core.engine.lowlevel import common_prefix
 @dataclass(frozen=True)
 class Saved:
     tokens: tuple[int, ...]
-    state: bytes
+    state: bytearray
 
 
 class IdleCache:
@@ -34,7 +34,7 @@ class IdleCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def put(self, tokens: Sequence[int], state: bytes) -> bool:
+    def put(self, tokens: Sequence[int], state: bytearray) -> bool:
         """Keep ``state`` (the cells of ``tokens``); False when it alone exceeds the budget."""
         if not tokens or len(state) > self.budget_bytes:
             return False

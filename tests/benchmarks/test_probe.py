@@ -33,7 +33,18 @@ def test_python_time_is_every_python_thread_minus_the_engine_inside_decode() -> 
     assert out["decode"] == pytest.approx(22.5)
     # native: the process (200 us) minus the Python threads (112 us)
     assert out["native"] == pytest.approx(22.0)
+    assert out["KV save/restore"] == 0
     assert per_token(before, after, tokens=0) == {}
+
+
+def test_kv_copies_on_the_engine_thread_are_not_python() -> None:
+    before = {**_snap(0, 0, 0, 0, 0), "kv_copy_ns": 1_000}
+    after = {**_snap(4_000, 100_000, 0, 80_000, 200_000), "kv_copy_ns": 13_000}
+    out = per_token(before, after, tokens=4)
+    # engine 100 us = decode 80 + copies 12 + Python 8
+    assert out["KV save/restore"] == pytest.approx(3.0)
+    assert out["engine (outside decode)"] == pytest.approx(2.0)
+    assert out["python"] == pytest.approx(3.0)
 
 
 def test_the_step_split_separates_prompt_steps_from_decode_only_steps() -> None:
@@ -78,23 +89,32 @@ def test_the_probe_times_llama_decode_on_the_engine_thread() -> None:
 
     probe = CpuProbe()
     probe.install()
-    engine = LlamaEngine(model_settings())
+    # Chunks of 8 tokens: the first request's cells are worth keeping in host memory when the
+    # second one starts.
+    engine = LlamaEngine(model_settings(engine={"slots": 2, "prefill_chunk": 8}))
     try:
         engine.load()
 
+        def request(text: str) -> GenerationRequest:
+            return GenerationRequest(
+                prompt=(PromptSegment(text, special=True),),
+                max_tokens=16,
+                sampling=SamplingParams(temperature=0),
+            )
+
         async def run() -> tuple[dict[str, object], dict[str, object], int]:
             before = probe.snapshot()
-            stream = engine.submit(
-                GenerationRequest(
-                    prompt=(PromptSegment("Count: 1, 2, 3,", special=True),),
-                    max_tokens=16,
-                    sampling=SamplingParams(temperature=0),
-                )
-            )
-            result = await stream.collect()
+            result = await engine.submit(request("Count: 1, 2, 3,")).collect()
             return before, probe.snapshot(), result.completion_tokens
 
         before, after, tokens = asyncio.run(run())
+        copies_before = probe.kv_copy_ns
+
+        async def second() -> None:
+            await engine.submit(request("Letters: a, b, c,")).collect()
+
+        asyncio.run(second())
+        assert probe.kv_copy_ns > copies_before  # the first request's cells were saved
     finally:
         engine.close()
         probe.uninstall()
@@ -113,4 +133,5 @@ def test_the_probe_times_llama_decode_on_the_engine_thread() -> None:
     # Uninstalled: the engine class is as it was.
     from core.engine import lowlevel
 
-    assert lowlevel.Context.decode.__module__ == "core.engine.lowlevel"
+    for name in ("decode", "seq_state", "seq_restore"):
+        assert getattr(lowlevel.Context, name).__module__ == "core.engine.lowlevel"
