@@ -1,8 +1,10 @@
-"""Python CPU per generated token of two nimbus checkouts, side by side in one run.
+"""Python CPU per generated token of two nimbus checkouts, or of one checkout under two sets of
+settings, side by side in one run.
 
     .venv/bin/python -m benchmarks.cpu_compare --before /path/to/older/checkout
+    .venv/bin/python -m benchmarks.cpu_compare --before-env NIMBUS_ENGINE__IDLE_CACHE_MB=0
 
-Both checkouts serve the bundled model over HTTP under benchmarks.probe at the same time (same
+Both servers serve the bundled model over HTTP under benchmarks.probe at the same time (same
 threads, slots and context as ``make bench``); each round of concurrent streamed completions
 runs on one, then the other, in alternating order, so a shared machine's drift lands on both.
 Printed per concurrency: aggregate tok/s and µs of CPU per token by where it went (the probe's
@@ -60,15 +62,44 @@ def table(
     return lines
 
 
+def settings_env(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` arguments as environment variables; ValueError names a malformed one."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
+        env[key.strip()] = value
+    return env
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.cpu_compare", description=__doc__)
-    p.add_argument("--before", type=Path, required=True, help="the older checkout (its core/)")
+    p.add_argument(
+        "--before", type=Path, default=ROOT, help="the older checkout (default: this one)"
+    )
     p.add_argument("--after", type=Path, default=ROOT, help="the newer one (default: this one)")
+    for side in ("before", "after"):
+        p.add_argument(
+            f"--{side}-env",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"a setting for the {side} server only, e.g. NIMBUS_ENGINE__IDLE_CACHE_MB=0 "
+            "(repeatable)",
+        )
     p.add_argument("--streams", default="1,8,16", help="concurrency levels")
     p.add_argument("--max-tokens", type=int, default=64, help="tokens per stream")
     p.add_argument("--repeats", type=int, default=3, help="rounds per level and checkout")
     p.add_argument("--threads", type=int, help="llama.cpp threads (default: all cores)")
     args = p.parse_args(argv)
+    try:
+        envs = {"before": settings_env(args.before_env), "after": settings_env(args.after_env)}
+    except ValueError as exc:
+        p.error(str(exc))
+    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    if trees["before"] == trees["after"] and envs["before"] == envs["after"]:
+        p.error("nothing to compare: give --before another checkout, or --before-env/--after-env")
     # Terminated (e.g. by `timeout`): unwind, so both servers are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # The same server settings as `make bench` with these levels (slots: the highest one).
@@ -77,7 +108,6 @@ def main(argv: list[str] | None = None) -> int:
         bench += ["--threads", str(args.threads)]
     cfg = build_config(parse_args(bench))
     streams = [int(s) for s in args.streams.split(",") if s.strip()]
-    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     servers: dict[str, Running] = {}
     rounds: dict[str, dict[int, list[dict[str, float]]]] = {
         n: {c: [] for c in streams} for n in trees
@@ -90,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 logs.mkdir()
                 tree_cfg = dataclasses.replace(cfg, nimbus_tree=str(tree))
                 servers[name] = start_http(
-                    PEERS["nimbus"], tree_cfg, None, logs, None, profiled=True
+                    PEERS["nimbus"], tree_cfg, None, logs, None, profiled=True, extra_env=envs[name]
                 )
             for rep in range(args.repeats):
                 for c in streams:
@@ -116,11 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Python CPU per generated token, µs (benchmarks.probe), {cfg.threads} threads, "
         f"{cfg.slots} slots, {args.max_tokens} tokens per stream, median of {args.repeats} "
-        f"rounds; before = {trees['before']}, after = {trees['after']}:"
+        f"rounds; before = {_side(trees['before'], envs['before'])}, "
+        f"after = {_side(trees['after'], envs['after'])}:"
     )
     print()
     print("\n".join(table(results, ("before", "after"))))
     return 0
+
+
+def _side(tree: Path, env: dict[str, str]) -> str:
+    return " ".join([str(tree), *(f"{k}={v}" for k, v in sorted(env.items()))])
 
 
 if __name__ == "__main__":
