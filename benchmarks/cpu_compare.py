@@ -22,17 +22,8 @@ from pathlib import Path
 
 from benchmarks import probe
 from benchmarks.peers import PEERS, ROOT, stop
+from benchmarks.probe import PARTS
 from benchmarks.run import Running, build_config, parse_args, start_http
-
-PARTS = (
-    "python",
-    "event loop",
-    "engine (outside decode)",
-    "other threads",
-    "KV save/restore",
-    "decode",
-    "native",
-)
 
 
 def summary(rounds: list[dict[str, float]]) -> dict[str, float]:

@@ -22,6 +22,16 @@ from pathlib import Path
 from typing import Any
 
 ENV = "NIMBUS_BENCH_PROBE"
+# Where a generated token's CPU time went: the per-token keys of ``per_token``, in table order.
+PARTS = (
+    "python",
+    "event loop",
+    "engine (outside decode)",
+    "other threads",
+    "KV save/restore",
+    "decode",
+    "native",
+)
 
 
 def thread_cpu_ns(native_id: int | None) -> int:

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from benchmarks.probe import PARTS
+
 # (metric key, label, higher is better)
 METRICS: list[tuple[str, str, bool]] = [
     ("single_tps", "single-stream decode, tok/s", True),
@@ -123,15 +125,6 @@ def targets(
 
 def cpu_table(results: dict[str, dict[str, Any]], labels: dict[str, str]) -> list[str]:
     """Python CPU per generated token (benchmarks.probe), by where it went."""
-    parts = [
-        "python",
-        "event loop",
-        "engine (outside decode)",
-        "other threads",
-        "KV save/restore",
-        "decode",
-        "native",
-    ]
     lines = []
     for key in ("nimbus", "engine"):
         cpu = {k[4:]: v for k, v in results.get(key, {}).items() if k.startswith("cpu_") and v}
@@ -145,11 +138,11 @@ def cpu_table(results: dict[str, dict[str, Any]], labels: dict[str, str]) -> lis
                 "llama_decode and copying idle KV cells (`KV save/restore`); `native` = "
                 "llama.cpp's worker threads):",
                 "",
-                "| peer | streams | " + " | ".join(parts) + " |",
-                "|---|---|" + "---|" * len(parts),
+                "| peer | streams | " + " | ".join(PARTS) + " |",
+                "|---|---|" + "---|" * len(PARTS),
             ]
         for c in sorted(cpu, key=int):
-            cells = " | ".join(_fmt(cpu[c].get(p)) for p in parts)
+            cells = " | ".join(_fmt(cpu[c].get(p)) for p in PARTS)
             lines.append(f"| {labels.get(key, key)} | {c} | {cells} |")
     return lines
 
