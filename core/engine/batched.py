@@ -454,9 +454,10 @@ class BatchScheduler:
         cells too large for the whole budget stay where they are."""
         assert self._idle is not None
         if self._prefix_cache and len(slot.cached) > self._chunk:
-            if self._ctx.seq_state_size(slot.seq) > self._idle.budget_bytes:
+            size = self._ctx.seq_state_size(slot.seq)
+            if size > self._idle.budget_bytes:
                 return
-            self._idle.put(slot.cached, self._ctx.seq_state(slot.seq))
+            self._idle.put(slot.cached, self._ctx.seq_state(slot.seq, size))
         self._ctx.seq_rm(slot.seq)
         self._cells.clear(slot.seq)
         slot.cached = []

@@ -243,9 +243,11 @@ class Context:
     def seq_state_size(self, seq: int) -> int:
         return int(C.llama_state_seq_get_size(self.ptr, seq))
 
-    def seq_state(self, seq: int) -> bytearray:
-        """A copy of ``seq``'s cells (empty when it has none)."""
-        size = self.seq_state_size(seq)
+    def seq_state(self, seq: int, size: int | None = None) -> bytearray:
+        """A copy of ``seq``'s cells (empty when it has none); ``size``: ``seq_state_size``
+        when the caller already asked."""
+        if size is None:
+            size = self.seq_state_size(seq)
         if size <= 0:
             return bytearray()
         # llama.cpp writes straight into the bytearray: a zero-filled ctypes array and a copy
